@@ -1,0 +1,1 @@
+"""One module per engine: each turns a resolved configuration into a Layout."""
