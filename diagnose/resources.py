@@ -1,19 +1,27 @@
-"""Where rankmap's packaged data files live, in a checkout and in an installed wheel."""
+"""Locating files that ship with rankmap.
+
+Templates and sample logs live at the top of the repository (DESIGN.md's layout) and are
+copied inside the `diagnose` package when the wheel is built, so both a checkout and an
+installed wheel must be served.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+_HERE = Path(__file__).resolve().parent
 
-def templates_dir() -> Path:
-    """Directory of the jinja2 templates.
 
-    An installed wheel ships them inside the package; a source checkout keeps them at the
-    repository root. Checking both lets the report render the same way from either.
-    """
-    here = Path(__file__).resolve()
-    candidates = (here.parent / "templates", here.parents[1] / "templates")
-    for candidate in candidates:
+def _shipped(name: str) -> Path:
+    for candidate in (_HERE / name, _HERE.parent / name):
         if candidate.is_dir():
             return candidate
-    return candidates[-1]
+    raise FileNotFoundError(f"rankmap is installed without its {name}/ directory")
+
+
+def templates_dir() -> Path:
+    return _shipped("templates")
+
+
+def sample_logs_dir() -> Path:
+    return _shipped("sample_logs")

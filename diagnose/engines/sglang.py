@@ -198,7 +198,9 @@ class SGLangConfig:
         else:
             adp_formula = "attn_dp_size = 1 (DP attention off)"
         out = [
-            Derived("world_size", tp * pp, f"world_size = tp_size × pp_size = {tp} × {pp} = {tp * pp}"),
+            Derived(
+                "world_size", tp * pp, f"world_size = tp_size × pp_size = {tp} × {pp} = {tp * pp}"
+            ),
             Derived("attn_dp_size", adp, adp_formula),
             Derived(
                 "attn_tp_size",
@@ -293,7 +295,9 @@ def _is_dsa(cfg: SGLangConfig, model: Any) -> bool:
 
 def _rewrite_prefill_cp(cfg: SGLangConfig, model: Any) -> None:
     """DSA and MLA prefill context parallel turn the whole TP group into one CP group."""
-    dsa_flag = cfg["enable_nsa_prefill_context_parallel"] or cfg["enable_dsa_prefill_context_parallel"]
+    dsa_flag = (
+        cfg["enable_nsa_prefill_context_parallel"] or cfg["enable_dsa_prefill_context_parallel"]
+    )
     mla_flag = cfg["enable_prefill_context_parallel"]
     if cfg["enable_prefill_cp"] and not (dsa_flag or mla_flag):
         if cfg["cp_strategy"] is None:
@@ -307,9 +311,10 @@ def _rewrite_prefill_cp(cfg: SGLangConfig, model: Any) -> None:
     why = f"{kind} prefill context parallel"
     _set(cfg, "enable_dp_attention", True, why)
     _set(cfg, "moe_dense_tp_size", 1, why)
-    strategy = cfg["cp_strategy"] or {"in-seq-split": "zigzag", "round-robin-split": "interleave"}.get(
-        cfg["dsa_prefill_cp_mode"] or "in-seq-split"
-    )
+    strategy = cfg["cp_strategy"] or {
+        "in-seq-split": "zigzag",
+        "round-robin-split": "interleave",
+    }.get(cfg["dsa_prefill_cp_mode"] or "in-seq-split")
     if mla_flag or strategy == "zigzag":
         _set(cfg, "moe_a2a_backend", "deepep", why)
         _set(cfg, "ep_size", tp, why)
@@ -333,7 +338,15 @@ def structural_problems(cfg: SGLangConfig) -> list[str]:
     """Sizes that make the meshes impossible; the layout is not computed then."""
     tp, pp = cfg["tp_size"], cfg["pp_size"]
     problems = []
-    for name in ("tp_size", "pp_size", "dp_size", "ep_size", "attn_cp_size", "moe_dp_size", "nnodes"):
+    for name in (
+        "tp_size",
+        "pp_size",
+        "dp_size",
+        "ep_size",
+        "attn_cp_size",
+        "moe_dp_size",
+        "nnodes",
+    ):
         if not isinstance(cfg[name], int) or cfg[name] < 1:
             problems.append(f"{name} must be a positive integer, got {cfg[name]!r}")
     if problems:
@@ -405,7 +418,9 @@ def build_groups(cfg: SGLangConfig) -> tuple[list[Mesh], list[Group]]:
         groups.append(_group("attention_tp", attn.groups("attn_tp"), "attention", ("attn_tp",)))
     else:
         if lv == LAYOUT_V0523 and cfg["dcp_size"] > 1:
-            dcp = Mesh("dcp", (Axis("block", world.size // cfg["dcp_size"]), Axis("dcp", cfg["dcp_size"])))
+            dcp = Mesh(
+                "dcp", (Axis("block", world.size // cfg["dcp_size"]), Axis("dcp", cfg["dcp_size"]))
+            )
             groups.append(_group("dcp", dcp.groups("dcp"), "world", ("tp",)))
         if cfg["attn_cp_size"] == tp_size:
             g_cp = _alias("attn_cp", g_tp, "attention", ("attn_cp",))
@@ -425,7 +440,11 @@ def build_groups(cfg: SGLangConfig) -> tuple[list[Mesh], list[Group]]:
     if cfg.attn_dp_size > 1:
         groups.append(
             _group(
-                "attn_dp", attn.groups("attn_cp", "attn_tp"), "attention", ("attn_cp", "attn_tp"), built=False
+                "attn_dp",
+                attn.groups("attn_cp", "attn_tp"),
+                "attention",
+                ("attn_cp", "attn_tp"),
+                built=False,
             )
         )
     return [world, attn, moe], groups
@@ -488,7 +507,13 @@ def coordinates(cfg: SGLangConfig, rank: int, replica: int = 0) -> dict[str, int
         out["dp"] = replica
     elif cfg.attn_dp_size > 1:
         out["dp"] = a["attn_dp"]
-    out.update(attn_cp=a["attn_cp"], attn_tp=a["attn_tp"], moe_dp=m["moe_dp"], ep=m["ep"], moe_tp=m["moe_tp"])
+    out.update(
+        attn_cp=a["attn_cp"],
+        attn_tp=a["attn_tp"],
+        moe_dp=m["moe_dp"],
+        ep=m["ep"],
+        moe_tp=m["moe_tp"],
+    )
     return out
 
 

@@ -1,0 +1,1 @@
+"""The rule catalogue: each rule explains or flags one thing about a layout."""
