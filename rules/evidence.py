@@ -57,6 +57,7 @@ def _prefixes(ctx: Context) -> Iterable[Finding]:
 PREFIXES = Rule(
     "RM301",
     "Scheduler prefixes contradict the configuration",
+    "error",
     "Every ` DPd PPp ATTN_CPc MOE_DPm TPt EPe` prefix in the logs against the coordinates "
     "the resolved configuration gives that rank.",
     "The prefixes are SGLang's own statement of each process's coordinates; when they "
@@ -82,8 +83,7 @@ def _crashes(ctx: Context) -> Iterable[Finding]:
     for e in errors:
         distinct.setdefault(e.text.split("] ", 1)[-1][:160], e)
     yield CRASHES.finding(
-        f"The logs hold {len(errors)} exception line(s){where}; first: "
-        f"{next(iter(distinct))}",
+        f"The logs hold {len(errors)} exception line(s){where}; first: {next(iter(distinct))}",
         list(distinct.values())[:6],
     )
 
@@ -91,6 +91,7 @@ def _crashes(ctx: Context) -> Iterable[Finding]:
 CRASHES = Rule(
     "RM302",
     "Exceptions in the logs",
+    "error",
     "Tracebacks, `Scheduler hit an exception` and `…Error:` lines.",
     "A scheduler that dies takes its whole TP group with it; the first exception (not the "
     "cascade after it) names the cause.",
@@ -116,6 +117,7 @@ def _nccl_warnings(ctx: Context) -> Iterable[Finding]:
 NCCL_WARN = Rule(
     "RM303",
     "NCCL warnings",
+    "warning",
     "`NCCL WARN` lines anywhere in the inputs.",
     "NCCL warns before it fails: refused connections, IB completion errors and missing "
     "devices show up here first, usually on the link between nodes.",
@@ -138,6 +140,7 @@ def _conflicts(ctx: Context) -> Iterable[Finding]:
 CONFLICTS = Rule(
     "RM304",
     "Inputs disagree about a parameter",
+    "warning",
     "The same layout parameter given different values by different launch commands or "
     "server_args dumps in the inputs (node_rank, host and port excluded).",
     "Two servers with different sizes are two different jobs; mixing their logs gives a "

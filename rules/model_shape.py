@@ -36,6 +36,7 @@ def _heads(ctx: Context) -> Iterable[Finding]:
 HEADS = Rule(
     "RM201",
     "Attention heads must divide over the attention-TP width",
+    "error",
     "num_attention_heads % width == 0, where width is attn_tp_size for MoE / MLA models "
     "(DeepSeek, Qwen3-MoE) and tp_size for dense models.",
     "Each attention-TP rank computes num_heads / width whole heads; SGLang asserts this "
@@ -76,6 +77,7 @@ def _kv_heads(ctx: Context) -> Iterable[Finding]:
 KV_HEADS = Rule(
     "RM202",
     "KV heads replicated over attention TP",
+    "warning",
     "If width > num_key_value_heads the width must be a multiple and KV heads are replicated "
     "width / kv times; otherwise kv must be divisible by the width.",
     "A replicated KV head stores the same cache on several GPUs: with 8 KV heads on TP 16 "
@@ -94,14 +96,15 @@ def _mla_tp(ctx: Context) -> Iterable[Finding]:
         f"TP {c.attn_tp_size} every rank stores the same latent KV, {c.attn_tp_size}× the KV "
         "memory for no gain.",
         _model_ev(ctx),
-        fix=f"Use DP attention: --dp {c['tp_size']} --enable-dp-attention (attn_tp_size 1), or "
-        f"a smaller attention TP (--dp {c['tp_size'] // 2} or less with --enable-dp-attention).",
+        fix=f"Use DP attention wide enough for attn_tp_size 1: --dp "
+        f"{c['tp_size'] // c['attn_cp_size']} --enable-dp-attention.",
     )
 
 
 MLA_TP = Rule(
     "RM203",
     "MLA model with attention TP > 1",
+    "warning",
     "A model with multi-head latent attention (kv_lora_rank set: DeepSeek V2/V3/R1, Kimi-K2) "
     "whose attention-TP width is above 1.",
     "MLA has a single latent KV per token; tensor parallel attention replicates it on every "
@@ -135,6 +138,7 @@ def _experts(ctx: Context) -> Iterable[Finding]:
 EXPERTS = Rule(
     "RM204",
     "Experts must divide over EP, expert weights over MoE-TP",
+    "error",
     "n_routed_experts % ep_size == 0 and moe_intermediate_size % moe_tp_size == 0.",
     "Each EP rank holds n_routed_experts / ep_size whole experts and each MoE-TP rank a "
     "whole slice of every expert; SGLang asserts both (256 experts on EP 16 → 16 each; on "
@@ -177,6 +181,7 @@ def _layers(ctx: Context) -> Iterable[Finding]:
 LAYERS = Rule(
     "RM205",
     "Layers over pipeline stages",
+    "info",
     "num_hidden_layers against pp_size, with SGLang's actual split.",
     "SGLang splits layers evenly and gives the remainder to the last stages (61 layers on "
     "PP 4 → [15, 15, 15, 16]); the stage with most layers sets the throughput.",
@@ -200,6 +205,7 @@ def _ep_on_dense(ctx: Context) -> Iterable[Finding]:
 EP_DENSE = Rule(
     "RM206",
     "Expert parallel on a dense model",
+    "warning",
     "ep_size > 1 (or an a2a backend that forces it) for a model without routed experts.",
     "An inert flag is worse than none: benchmark labels and capacity plans then assume an "
     "EP layout that does not exist.",

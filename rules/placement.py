@@ -94,11 +94,14 @@ def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
             "--moe-dense-tp-size 1 --moe-a2a-backend deepep, so attention stays per rank and "
             "only the expert all-to-all crosses nodes over RDMA."
         )
+        subject = (
+            f"The {g.label} group of {g.size} spans"
+            if n_cross == 1 and len(g.ranks) == 1
+            else f"{n_cross} of {len(g.ranks)} {g.label} groups of {g.size} span"
+        )
         yield TP_ACROSS_NODES.finding(
-            f"{g.label} group{'s' if n_cross > 1 else ''} of {g.size} span "
-            f"{len(first)} nodes ({', '.join(first)}){also}: {n_cross} of {len(g.ranks)} "
-            f"{g.label} group(s) run their per-layer all-reduces over the network. "
-            + _cost(ctx, g.size),
+            f"{subject} {len(first)} nodes ({', '.join(first)}){also}: their per-layer "
+            "all-reduces run over the network. " + _cost(ctx, g.size),
             list(ctx.evidence_for("tp_size", "nnodes")) + _spans_evidence(ctx, g.size),
             fix=alternatives,
         )
@@ -107,6 +110,7 @@ def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
 TP_ACROSS_NODES = Rule(
     "RM101",
     "A per-layer all-reduce group spans nodes",
+    "warning",
     "Whether a group that all-reduces in every layer — TP, ATTN_TP or MOE_TP, whichever this "
     "configuration keeps busy — has members on more than one node.",
     "Tensor parallelism all-reduces about 2 × hidden_size × 2 bytes per token in every layer. "
@@ -154,6 +158,7 @@ def _gpu_fit(ctx: Context) -> Iterable[Finding]:
 GPU_FIT = Rule(
     "RM102",
     "Ranks per node do not match the GPUs per node",
+    "warning",
     "tp_size × pp_size / nnodes (× DP replicas on one node) against the node's GPU count.",
     "SGLang places tp_size × pp_size / nnodes ranks on each node and checks nothing against "
     "the node's GPUs: --tp 8 --nnodes 2 on 2 × 8 GPUs silently leaves 4 GPUs per node idle "
@@ -179,6 +184,7 @@ def _pp_across_nodes(ctx: Context) -> Iterable[Finding]:
 PP_ACROSS_NODES = Rule(
     "RM103",
     "Pipeline stages across nodes (fine)",
+    "info",
     "Whether PP groups span nodes.",
     "PP sends one activation tensor per micro-batch at each stage boundary, a small fraction "
     "of what TP all-reduces inside every layer; it is the recommended multi-node dimension.",
@@ -206,6 +212,7 @@ def _ep_across_nodes(ctx: Context) -> Iterable[Finding]:
 EP_ACROSS_NODES = Rule(
     "RM104",
     "Expert parallel across nodes without an all-to-all backend",
+    "warning",
     "An MOE_EP group that spans nodes while moe_a2a_backend is 'none'.",
     "DeepEP measures ~726 GB/s for EP8 over NVLink but ~90 GB/s for EP 8×2 over CX7 RDMA; "
     "without an a2a backend SGLang dispatches tokens with all-reduce/all-gather on the "

@@ -46,6 +46,7 @@ def _invariants(ctx: Context) -> Iterable[Finding]:
 INVARIANTS = Rule(
     "RM010",
     "The attention and MoE meshes must both tile the TP group",
+    "error",
     "tp_size = attn_tp_size × attn_dp_size × attn_cp_size = moe_ep_size × moe_dp_size × "
     "moe_tp_size, with whole numbers.",
     "SGLang lays the same TP ranks out twice, once for attention and once for the MoE "

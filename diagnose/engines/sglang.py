@@ -30,7 +30,6 @@ DEFAULTS: dict[str, Any] = {
     "pp_size": 1,
     "dp_size": 1,
     "enable_dp_attention": False,
-    "attn_dp_size": 1,
     "ep_size": 1,
     "attn_cp_size": 1,
     "moe_dp_size": 1,
@@ -240,8 +239,13 @@ def resolve(
     recorded as provenance.
     """
     params = {name: Param(name, value, DEFAULT) for name, value in DEFAULTS.items()}
+    lv = layout_version_for(version)
+    if lv == LAYOUT_V0523 or "attn_dp_size" in given:
+        # --attn-dp-size exists from 0.5.23 on; a dump that carries the field is that new.
+        lv = LAYOUT_V0523
+        params["attn_dp_size"] = Param("attn_dp_size", 1, DEFAULT)
     params.update(given)
-    cfg = SGLangConfig(params, version, layout_version_for(version))
+    cfg = SGLangConfig(params, version, lv)
     _rewrite_dwdp(cfg)
     _rewrite_a2a(cfg)
     _rewrite_prefill_cp(cfg, model)

@@ -1,0 +1,243 @@
+"""From inputs to findings: the one pipeline `report` and `check` share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diagnose import graph as rank_graph
+from diagnose.assemble import Assembled, assemble
+from diagnose.discover import Candidate, discover, single_file
+from diagnose.engines import sglang, sglang_text
+from diagnose.model import Finding, InputFile, Layout, Param, Source
+from parsers.hf_config import ModelConfigError, ModelFacts, load_config_json, resolve_model
+from parsers.launch_cmd import LaunchCommand
+from parsers.sglang_log import SGLangLog, parse_sglang_log
+from rules import catalog
+from rules.base import Context
+
+LOG_FORMATS = ("sglang-log", "launch-script", "nccl-log")
+
+
+class NothingReadable(Exception):
+    """No input said anything about a job; the CLI exits 2 with this message."""
+
+
+@dataclass
+class Options:
+    gpus_per_node: int | None = None
+    nnodes: int | None = None
+    model_config: Path | None = None
+
+
+@dataclass
+class Analysis:
+    """Everything the report, the terminal summary and the JSON document show."""
+
+    mode: str
+    cfg: sglang.SGLangConfig
+    layout: Layout | None
+    layout_error: str | None
+    model: ModelFacts | None
+    gpus_per_node: int | None
+    findings: list[Finding]
+    inputs: list[InputFile]
+    unknowns: list[dict[str, str]]
+    assembled: Assembled
+    command: str | None = None
+    logdir: str | None = None
+    sample: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def read_inputs(path: Path) -> tuple[list[SGLangLog], list[InputFile], list[ModelFacts]]:
+    """Parse every file under `path`; each one is accounted for in the returned inputs."""
+    candidates = discover(path) if path.is_dir() else [single_file(path)]
+    logs, inputs, models = [], [], []
+    for cand in candidates:
+        record, log, model = _read_one(cand)
+        inputs.append(record)
+        if log is not None:
+            logs.append(log)
+        if model is not None:
+            models.append(model)
+    return logs, inputs, models
+
+
+def _read_one(cand: Candidate) -> tuple[InputFile, SGLangLog | None, ModelFacts | None]:
+    if cand.skip_reason:
+        return (
+            InputFile(cand.display, cand.format, "skipped", cand.skip_reason, cand.size),
+            None,
+            None,
+        )
+    try:
+        if cand.format == "hf-config":
+            model = load_config_json(cand.path)
+            return InputFile(cand.display, cand.format, "parsed", None, cand.size), None, model
+        log = parse_sglang_log(cand.path, cand.display)
+    except (OSError, ValueError, ModelConfigError) as exc:
+        return InputFile(cand.display, cand.format, "failed", str(exc), cand.size), None, None
+    if not _says_anything(log):
+        reason = "no SGLang configuration, prefixes or NCCL lines found"
+        return InputFile(cand.display, cand.format, "skipped", reason, cand.size), None, None
+    return InputFile(cand.display, cand.format, "parsed", None, cand.size), log, None
+
+
+def _says_anything(log: SGLangLog) -> bool:
+    return bool(
+        log.server_args
+        or log.commands
+        or not log.prefixes.is_empty()
+        or not log.nccl_comms.is_empty()
+    )
+
+
+def analyse(
+    logs: list[SGLangLog],
+    inputs: list[InputFile],
+    options: Options,
+    mode: str,
+    extra_commands: list[LaunchCommand] | None = None,
+    models: list[ModelFacts] | None = None,
+) -> Analysis:
+    assembled = assemble(logs, extra_commands)
+    if not assembled.params and not assembled.prefixes:
+        raise NothingReadable("no SGLang configuration found in the inputs")
+    params = dict(assembled.params)
+    if options.nnodes is not None:
+        params["nnodes"] = Param("nnodes", options.nnodes, Source("option", why="--nnodes"))
+    if "tp_size" not in params and assembled.prefixes:
+        params.update(_sizes_from_prefixes(assembled))
+    model, model_note = _model(params, options, models or [])
+    cfg = sglang.resolve(params, assembled.version, model)
+    layout, layout_error = _layout(cfg, assembled)
+    graph = None
+    if layout is not None:
+        graph = rank_graph.build(layout)
+        rank_graph.annotate_hosts(layout, graph)
+        sglang_text.annotate(cfg, layout.groups)
+    ctx = Context(
+        cfg=cfg,
+        layout=layout,
+        model=model,
+        gpus_per_node=options.gpus_per_node,
+        graph=graph,
+        param_evidence=assembled.param_evidence,
+        events=assembled.events,
+        prefixes=assembled.prefixes,
+        conflicts=assembled.conflicts,
+        nccl_comms=assembled.nccl_comms,
+        nccl_lines=assembled.nccl_lines,
+    )
+    findings = catalog.run(ctx)
+    analysis = Analysis(
+        mode=mode,
+        cfg=cfg,
+        layout=layout,
+        layout_error=layout_error,
+        model=model,
+        gpus_per_node=options.gpus_per_node,
+        findings=findings,
+        inputs=inputs,
+        unknowns=_unknowns(cfg, model, options, assembled, layout),
+        assembled=assembled,
+    )
+    if model_note:
+        analysis.notes.append(model_note)
+    return analysis
+
+
+def _sizes_from_prefixes(assembled: Assembled) -> dict[str, Param]:
+    """With no configuration at all, the highest TP/PP numbers seen bound the sizes."""
+    tps = [t["tp"] for _, t in assembled.prefixes if "tp" in t]
+    pps = [t["pp"] for _, t in assembled.prefixes if "pp" in t]
+    out = {}
+    why = "highest rank seen in the log prefixes"
+    if tps:
+        out["tp_size"] = Param("tp_size", max(tps) + 1, Source("inferred", why=why))
+    if pps:
+        out["pp_size"] = Param("pp_size", max(pps) + 1, Source("inferred", why=why))
+    return out
+
+
+def _model(
+    params: dict[str, Param], options: Options, found: list[ModelFacts]
+) -> tuple[ModelFacts | None, str | None]:
+    path = params.get("model_path")
+    try:
+        model = resolve_model(path.value if path else None, options.model_config)
+    except ModelConfigError as exc:
+        return None, str(exc)
+    if model is None and found:
+        model = found[0]
+    return model, None
+
+
+def _layout(cfg: sglang.SGLangConfig, assembled: Assembled) -> tuple[Layout | None, str | None]:
+    try:
+        hosts = dict(assembled.node_hosts)
+        probe = sglang.placement(cfg)
+        for p in probe:
+            host = assembled.rank_hosts.get(p.rank)
+            if host and p.node is not None:
+                hosts.setdefault(p.node, host)
+        return sglang.layout(cfg, hosts), None
+    except (sglang.LayoutError, ZeroDivisionError, TypeError) as exc:
+        return None, str(exc)
+
+
+def _unknowns(
+    cfg: sglang.SGLangConfig,
+    model: ModelFacts | None,
+    options: Options,
+    assembled: Assembled,
+    layout: Layout | None,
+) -> list[dict[str, str]]:
+    out = []
+    if model is None:
+        out.append(
+            {
+                "what": "the model's shape (heads, KV heads, experts, layers, hidden size), so "
+                "head/expert divisibility and the cost of cross-node all-reduces are not checked",
+                "how": "pass --model-config path/to/config.json, or use a --model-path rankmap "
+                "knows (local directory, Hugging Face cache, or a popular model id)",
+            }
+        )
+    if options.gpus_per_node is None:
+        out.append(
+            {
+                "what": "how many GPUs each node has, so idle or over-subscribed GPUs are not "
+                "checked",
+                "how": "pass --gpus-per-node N",
+            }
+        )
+    if (
+        layout is not None
+        and cfg["nnodes"] > 1
+        and not assembled.rank_hosts
+        and not assembled.node_hosts
+    ):
+        out.append(
+            {
+                "what": "the host name of each node (nodes are shown as node0, node1, …)",
+                "how": "keep one log per node in the directory, or run with NCCL_DEBUG=INFO",
+            }
+        )
+    if cfg["nnodes"] > 1 and not assembled.has_net_lines:
+        out.append(
+            {
+                "what": "which transport NCCL used between nodes (InfiniBand, RoCE or TCP sockets)",
+                "how": "rerun with NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET,GRAPH",
+            }
+        )
+    if cfg.version is None:
+        out.append(
+            {
+                "what": "the SGLang version; the current group layout (with attn_cp/moe_dp) is "
+                "assumed",
+                "how": "keep the startup lines that print it, or name the environment "
+                "(e.g. a prompt showing sglang-0.5.9)",
+            }
+        )
+    return out

@@ -1,0 +1,165 @@
+"""Turn what the parsers found into one configuration with provenance.
+
+Several inputs usually speak about the same job: a launch script, a `server_args=`
+dump per node, NCCL lines. The dump wins (it holds the values after SGLang's rewrites),
+then launch commands, then defaults; disagreements between inputs are kept so a rule can
+report them instead of silently picking one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from diagnose.model import Evidence, Param, Source
+from parsers.launch_cmd import LaunchCommand
+from parsers.sglang_log import SGLangLog
+
+# Fields whose value shapes the layout; inputs that disagree on them describe different jobs.
+LAYOUT_FIELDS = (
+    "tp_size",
+    "pp_size",
+    "dp_size",
+    "enable_dp_attention",
+    "attn_dp_size",
+    "ep_size",
+    "attn_cp_size",
+    "moe_dp_size",
+    "moe_dense_tp_size",
+    "moe_a2a_backend",
+    "dcp_size",
+    "nnodes",
+    "base_gpu_id",
+    "gpu_id_step",
+)
+PREFIX_COLUMNS = ("dp", "pp", "attn_cp", "moe_dp", "tp", "ep")
+
+
+@dataclass
+class Assembled:
+    """The evidence of one job, ready for the engine and the rules."""
+
+    params: dict[str, Param] = field(default_factory=dict)
+    param_evidence: dict[str, list[Evidence]] = field(default_factory=dict)
+    version: str | None = None
+    events: list[Evidence] = field(default_factory=list)
+    prefixes: list[tuple[Evidence, dict[str, int]]] = field(default_factory=list)
+    conflicts: list[tuple[str, list[tuple[Any, Evidence]]]] = field(default_factory=list)
+    nccl_comms: list[dict[str, Any]] = field(default_factory=list)
+    nccl_lines: dict[int, Evidence] = field(default_factory=dict)
+    rank_hosts: dict[int, str] = field(default_factory=dict)
+    node_hosts: dict[int, str] = field(default_factory=dict)
+    has_net_lines: bool = False
+
+
+def clip_around(text: str, needle: str, width: int = 160) -> str:
+    """The part of a long line around `needle`, so evidence shows the value, not 8 KB."""
+    if len(text) <= width:
+        return text
+    at = text.find(needle)
+    if at < 0:
+        return text[:width] + " …"
+    start = max(0, at - width // 3)
+    end = min(len(text), start + width)
+    return ("… " if start else "") + text[start:end] + (" …" if end < len(text) else "")
+
+
+def _dump_evidence(log: SGLangLog, name: str) -> Evidence | None:
+    line = log.server_args_line
+    if line is None:
+        return None
+    return Evidence(line.file, line.line, clip_around(line.text, f"{name}="), "server_args")
+
+
+def _command_evidence(cmd: LaunchCommand, name: str) -> Evidence:
+    flag = next((a for a in cmd.argv if a.lstrip("-").replace("-", "_").startswith(name[:6])), "")
+    return Evidence(cmd.file or "command line", cmd.line, clip_around(cmd.text, flag), "launch")
+
+
+def _sources(
+    logs: list[SGLangLog], commands: list[LaunchCommand]
+) -> Iterable[tuple[str, Any, Param, Evidence]]:
+    """(name, value, param, evidence) of every value any input gives, lowest priority first."""
+    for cmd in commands:
+        for name, p in cmd.params.items():
+            yield name, p.value, p, _command_evidence(cmd, name)
+    for log in logs:
+        for name, p in log.server_args.items():
+            ev = _dump_evidence(log, name)
+            if ev is not None:
+                yield name, p.value, p, ev
+
+
+def assemble(logs: list[SGLangLog], commands: list[LaunchCommand] | None = None) -> Assembled:
+    """Merge all inputs of one job; `commands` are extra launch commands (pre-flight)."""
+    out = Assembled()
+    all_commands = [c for log in logs for c in log.commands] + list(commands or [])
+    seen: dict[str, list[tuple[Any, Evidence]]] = {}
+    for name, value, param, ev in _sources(logs, all_commands):
+        out.params[name] = param
+        out.param_evidence.setdefault(name, []).append(ev)
+        if name in LAYOUT_FIELDS:
+            seen.setdefault(name, []).append((value, ev))
+    for name, values in seen.items():
+        if len({repr(v) for v, _ in values}) > 1:
+            out.conflicts.append((name, values))
+    for name, evs in out.param_evidence.items():
+        out.param_evidence[name] = list(reversed(evs))[:3]  # the winning source first
+    out.version = next((log.version for log in logs if log.version), None)
+    for log in logs:
+        out.events += log.events
+        out.prefixes += _prefixes(log)
+        _add_nccl(out, log)
+    _node_hosts(out, logs)
+    return out
+
+
+def _prefixes(log: SGLangLog) -> list[tuple[Evidence, dict[str, int]]]:
+    df = log.prefixes
+    if df.is_empty():
+        return []
+    firsts = df.unique(subset=list(PREFIX_COLUMNS), keep="first", maintain_order=True)
+    out = []
+    for row in firsts.iter_rows(named=True):
+        tokens = {k: row[k] for k in PREFIX_COLUMNS if row.get(k) is not None}
+        out.append((Evidence(log.path, row["line"], row["text"], "prefix"), tokens))
+    return out
+
+
+def _add_nccl(out: Assembled, log: SGLangLog) -> None:
+    comms = log.nccl_comms
+    if comms.is_empty():
+        return
+    lines = _line_texts(log, comms["line"].to_list())
+    for row in comms.iter_rows(named=True):
+        out.nccl_lines[len(out.nccl_comms)] = Evidence(
+            log.path, row["line"], lines.get(row["line"], ""), "nccl"
+        )
+        out.nccl_comms.append(row)
+
+
+def _line_texts(log: SGLangLog, wanted: list[int]) -> dict[int, str]:
+    texts = {e.line: e.text for e in log.events if e.line is not None}
+    return {n: texts.get(n, "") for n in wanted}
+
+
+def _node_hosts(out: Assembled, logs: list[SGLangLog]) -> None:
+    """Rank → host from world-sized NCCL communicators; node → host from per-node logs."""
+    tp = out.params.get("tp_size")
+    pp = out.params.get("pp_size")
+    world = (tp.value if tp else 1) * (pp.value if pp else 1)
+    for c in out.nccl_comms:
+        if c.get("nranks") == world and c.get("rank") is not None and c.get("host"):
+            out.rank_hosts.setdefault(int(c["rank"]), c["host"])
+    for log in logs:
+        node = log.server_args.get("node_rank")
+        hosts = log.hosts.filter(pl.col("host").is_not_null())["host"].unique().to_list()
+        if node is not None and len(hosts) == 1:
+            out.node_hosts.setdefault(int(node.value), hosts[0])
+
+
+def option_param(name: str, value: Any, flag: str) -> Param:
+    return Param(name, value, Source("option", why=flag))

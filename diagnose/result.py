@@ -1,0 +1,163 @@
+"""The `rankmap/1` document: the one structure the HTML, the JSON and the terminal read.
+
+Other tools parse this JSON, so keys are only ever added, never renamed. Unknown values
+are null, never guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diagnose import __version__
+from diagnose.analyze import Analysis
+from diagnose.engines import sglang
+from diagnose.model import SEVERITY_ORDER
+from rules.catalog import find_rule
+
+SCHEMA = "rankmap/1"
+
+
+def verdict(analysis: Analysis) -> dict[str, Any]:
+    counts = {s: sum(1 for f in analysis.findings if f.severity == s) for s in SEVERITY_ORDER}
+    status = "error" if counts["error"] else "warning" if counts["warning"] else "ok"
+    if analysis.findings and status != "ok":
+        first = analysis.findings[0]
+        headline = f"{first.rule}: {first.message.split('. ')[0].rstrip('.')}."
+    elif analysis.layout is not None:
+        headline = (
+            f"{len([g for g in analysis.layout.groups if g.kind != 'world'])} group kinds over "
+            f"{analysis.layout.world_size} ranks; nothing to fix."
+        )
+    else:
+        headline = f"No layout: {analysis.layout_error}"
+    return {
+        "status": status,
+        "errors": counts["error"],
+        "warnings": counts["warning"],
+        "infos": counts["info"],
+        "headline": headline,
+    }
+
+
+def _groups(analysis: Analysis) -> list[dict[str, Any]]:
+    if analysis.layout is None:
+        return []
+    return [
+        {
+            "kind": g.kind,
+            "label": g.label,
+            "cut": g.cut,
+            "ranks": g.ranks,
+            "size": g.size,
+            "count": len(g.ranks),
+            "alias_of": g.alias_of,
+            "built": g.built,
+            "mesh": g.mesh,
+            "axes": list(g.axes),
+            "explanation": g.explanation,
+            "formula": g.formula,
+            "traffic": g.traffic,
+            "hosts": g.hosts,
+            "crosses_nodes": any(len(h) > 1 for h in g.hosts),
+        }
+        for g in analysis.layout.groups
+    ]
+
+
+def _coords(analysis: Analysis) -> dict[str, str]:
+    """Per-rank coordinate strings, naming only the dimensions this layout splits."""
+    layout, cfg = analysis.layout, analysis.cfg
+    if layout is None:
+        return {}
+    tp = cfg["tp_size"]
+    sizes = {
+        "pp": cfg["pp_size"],
+        "attn_cp": cfg["attn_cp_size"],
+        "attn_tp": cfg.attn_tp_size if cfg.attn_tp_size != tp else 1,
+        "moe_dp": cfg["moe_dp_size"],
+        "ep": cfg["ep_size"],
+        "moe_tp": cfg.moe_tp_size if cfg.moe_tp_size != tp else 1,
+    }
+    labels = {"pp": "PP", "attn_cp": "ATTN_CP", "attn_tp": "ATTN_TP", "moe_dp": "MOE_DP"}
+    labels |= {"ep": "EP", "moe_tp": "MOE_TP"}
+    out = {}
+    for p in layout.placement:
+        if p.replica:
+            continue
+        c = sglang.coordinates(cfg, p.rank)
+        parts = [f"DP{c['dp']}"] if "dp" in c else []
+        parts += [f"{labels[k]}{c[k]}" for k in ("pp", "attn_cp", "attn_tp") if sizes[k] > 1]
+        parts.append(f"TP{c['tp']}")
+        parts += [f"{labels[k]}{c[k]}" for k in ("moe_dp", "ep", "moe_tp") if sizes[k] > 1]
+        parts.append(f"{p.host} GPU{p.gpu}")
+        out[str(p.rank)] = f"rank {p.rank}: " + " · ".join(parts)
+    return out
+
+
+def _model(analysis: Analysis) -> dict[str, Any] | None:
+    m = analysis.model
+    if m is None:
+        return None
+    keys = (
+        "name",
+        "source",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "n_routed_experts",
+        "moe_intermediate_size",
+        "kv_lora_rank",
+    )
+    return {k: getattr(m, k) for k in keys}
+
+
+def _finding(f: Any) -> dict[str, Any]:
+    doc = f.to_json()
+    rule = find_rule(f.rule)
+    doc["title"] = rule.title if rule else f.rule
+    return doc
+
+
+def _nnodes(analysis: Analysis) -> int | None:
+    if analysis.layout is None:
+        return analysis.cfg["nnodes"]
+    return len({p.node for p in analysis.layout.placement})
+
+
+def document(analysis: Analysis) -> dict[str, Any]:
+    cfg, layout = analysis.cfg, analysis.layout
+    return {
+        "schema": SCHEMA,
+        "tool": {"name": "rankmap", "version": __version__},
+        "mode": analysis.mode,
+        "command": analysis.command,
+        "logdir": analysis.logdir,
+        "sample": analysis.sample,
+        "engine": "sglang",
+        "engine_version": cfg.version,
+        "layout_version": cfg.layout_version,
+        "world_size": layout.world_size if layout else None,
+        "replicas": layout.replicas if layout else None,
+        "nnodes": _nnodes(analysis),
+        "gpus_per_node": analysis.gpus_per_node,
+        "verdict": verdict(analysis),
+        "model": _model(analysis),
+        "params": {name: p.to_json() for name, p in sorted(cfg.params.items())},
+        "derived": [
+            {"name": d.name, "value": d.value, "formula": d.formula}
+            for d in (cfg.derived() if layout else [])
+        ],
+        "rewrites": cfg.rewrites,
+        "layout_error": analysis.layout_error,
+        "groups": _groups(analysis),
+        "placement": [
+            {"rank": p.rank, "host": p.host, "gpu": p.gpu, "node": p.node, "replica": p.replica}
+            for p in (layout.placement if layout else [])
+        ],
+        "coords": _coords(analysis),
+        "findings": [_finding(f) for f in analysis.findings],
+        "inputs": [i.to_json() for i in analysis.inputs],
+        "unknowns": analysis.unknowns,
+        "notes": analysis.notes,
+    }

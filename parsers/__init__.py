@@ -1,0 +1,1 @@
+"""Readers that turn engine logs, launch commands and configs into rankmap facts."""
