@@ -32,6 +32,8 @@ def _sniff(path: Path, head: bytes) -> tuple[str, str | None]:
         return "gzip", "compressed file: profiler traces and compressed logs are not read yet"
     if b"\x00" in head[:4096]:
         return "binary", "binary file (Flight Recorder dumps are not read yet)"
+    if path.suffix.lower() in (".md", ".rst") or path.stem.upper() == "README":
+        return "text", "documentation, not a log"
     text = head.decode("utf-8", errors="replace")
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         if '"architectures"' in text or '"num_hidden_layers"' in text:
@@ -45,8 +47,6 @@ def _sniff(path: Path, head: bytes) -> tuple[str, str | None]:
         return "launch-script", None
     if " NCCL INFO " in text or " NCCL WARN " in text:
         return "nccl-log", None
-    if path.suffix.lower() in (".md", ".txt", ".rst") and "README" in path.name.upper():
-        return "text", "documentation, not a log"
     return "text", "no SGLang, NCCL or launch-command lines recognised"
 
 

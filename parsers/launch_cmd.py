@@ -104,7 +104,8 @@ _ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
 _PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")
 _PYTHON_OPTS_WITH_VALUE = frozenset({"-X", "-W"})
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$")
-_SHELL_OPERATOR = re.compile(r"^(?:\|\|?|&&?|;|\d*>>?.*|&>.*|<.*)$")
+_SHELL_OPERATOR = re.compile(r"^(?:[;&|]+|\d*>>?.*|<.*)$")
+_LINE_BREAK = re.compile(r"\\?\r?\n")
 _TRIGGER = re.compile(r"sglang\.launch_server|\bsglang\s+serve\b")
 _PROMPT = re.compile(
     r"^\s*(?:\((?:[^()\s]+|\([^()\s]+\)\s*)\)\s*)*"  # (env) or ((env) ) markers
@@ -138,15 +139,13 @@ def parse_command(
 ) -> LaunchCommand:
     """Parse one launch command given as shell text or as an argv list.
 
-    Shell text is split with shlex; the command ends at the first shell operator or
-    redirection (`|`, `&&`, `;`, `&`, `> log`, `2>&1`), which `argv` leaves out.
+    Shell text (backslash continuations allowed) is split like a POSIX shell would; the
+    command ends at the first shell operator or redirection (`|`, `&&`, `;`, `&`,
+    `> log`, `2>&1`) or comment, and `argv` leaves those out.
     """
     if isinstance(command, str):
-        text = re.sub(r"\\\r?\n", " ", command).replace("\n", " ").strip()
-        try:
-            tokens = shlex.split(_strip_comment(text))
-        except ValueError as exc:
-            raise LaunchError(f"cannot split command ({exc}): {_clip(text)}") from exc
+        text = " ".join(part.strip() for part in _LINE_BREAK.split(command) if part.strip())
+        tokens = _split_shell(text)
     else:
         tokens = list(command)
         text = shlex.join(tokens)
@@ -176,8 +175,8 @@ def find_commands(lines: list[str], file: str) -> list[LaunchCommand]:
         while end + 1 < len(lines) and _continues(lines[end]):
             end += 1
         parts = [_strip_continuation(part) for part in lines[start : end + 1]]
-        first = _GLUED_LABEL.sub("", _PROMPT.sub("", parts[0], count=1), count=1)
-        joined = " ".join([first, *parts[1:]]).strip()
+        parts[0] = _GLUED_LABEL.sub("", _PROMPT.sub("", parts[0], count=1), count=1)
+        joined = " ".join(part.strip() for part in parts if part.strip())
         try:
             commands.append(parse_command(joined, file=file, line=start + 1))
         except LaunchError:
@@ -214,6 +213,17 @@ def _strip_comment(text: str) -> str:
             return text[:i]
         i += 1
     return text
+
+
+def _split_shell(text: str) -> list[str]:
+    """shlex words, with `;`, `&` and `|` split off even when glued to a word (`2;`)."""
+    lexer = shlex.shlex(_strip_comment(text), posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    lexer.commenters = ""  # _strip_comment already did it, without cutting `a#b`
+    try:
+        return list(lexer)
+    except ValueError as exc:
+        raise LaunchError(f"cannot split command ({exc}): {_clip(text)}") from exc
 
 
 def _cut_at_shell_operator(tokens: list[str]) -> list[str]:
