@@ -28,6 +28,7 @@ class Options:
     gpus_per_node: int | None = None
     nnodes: int | None = None
     model_config: Path | None = None
+    engine_version: str | None = None
 
 
 @dataclass
@@ -110,7 +111,7 @@ def analyse(
     if "tp_size" not in params and assembled.prefixes:
         params.update(_sizes_from_prefixes(assembled))
     model, model_note = _model(params, options, models or [])
-    cfg = sglang.resolve(params, assembled.version, model)
+    cfg = sglang.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(cfg, assembled)
     graph = None
     if layout is not None:

@@ -36,6 +36,11 @@ def _shared(f: Any) -> Any:
         click.option("--gpus-per-node", type=click.IntRange(min=1), help="GPUs in each node."),
         click.option("--nnodes", type=click.IntRange(min=1), help="Override the node count."),
         click.option(
+            "--engine-version",
+            metavar="VERSION",
+            help="The SGLang release (e.g. 0.5.9) when the inputs do not show it.",
+        ),
+        click.option(
             "--model-config",
             type=click.Path(dir_okay=False, path_type=Path),
             help="A Hugging Face config.json of the model.",
@@ -102,6 +107,7 @@ def report(
     json_out: str | None,
     gpus_per_node: int | None,
     nnodes: int | None,
+    engine_version: str | None,
     model_config: Path | None,
     fail_on: str,
 ) -> None:
@@ -115,7 +121,7 @@ def report(
         logdir = sample_logs_dir() / SAMPLE
         gpus_per_node = gpus_per_node or 8
     logs, inputs, models = read_inputs(logdir)
-    options = Options(gpus_per_node, nnodes, model_config)
+    options = Options(gpus_per_node, nnodes, model_config, engine_version)
     try:
         analysis = analyse(logs, inputs, options, "report", models=models)
     except NothingReadable as exc:
@@ -149,6 +155,7 @@ def check(
     json_out: str | None,
     gpus_per_node: int | None,
     nnodes: int | None,
+    engine_version: str | None,
     model_config: Path | None,
     fail_on: str,
 ) -> None:
@@ -163,7 +170,7 @@ def check(
         cmd = parse_command(argv)
     except LaunchError as exc:
         raise InputError(str(exc)) from exc
-    options = Options(gpus_per_node, nnodes, model_config)
+    options = Options(gpus_per_node, nnodes, model_config, engine_version)
     analysis = analyse([], [], options, "check", extra_commands=[cmd])
     analysis.command = cmd.text
     doc = document(analysis)

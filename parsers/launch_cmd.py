@@ -106,7 +106,9 @@ _PYTHON_OPTS_WITH_VALUE = frozenset({"-X", "-W"})
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$")
 _SHELL_OPERATOR = re.compile(r"^(?:[;&|]+|\d*>>?.*|<.*)$")
 _LINE_BREAK = re.compile(r"\\?\r?\n")
-_TRIGGER = re.compile(r"sglang\.launch_server|\bsglang\s+serve\b")
+# A line matching this (Python and Rust regex syntax alike) may hold a launch command.
+TRIGGER = r"sglang\.launch_server|\bsglang\s+serve\b"
+_TRIGGER = re.compile(TRIGGER)
 _PROMPT = re.compile(
     r"^\s*(?:\((?:[^()\s]+|\([^()\s]+\)\s*)\)\s*)*"  # (env) or ((env) ) markers
     r"(?:\[[^\]\s@]+@[^\]\s]+(?:\s[^\]]*)?\]\s?[$#]"  # [user@host dir]$
@@ -270,6 +272,13 @@ def _after_python_module(argv: list[str], i: int, text: str) -> int:
 def _parse_flags(
     args: list[str], source: Source, positional_model: bool
 ) -> tuple[dict[str, Param], list[str]]:
+    """Typed table flags and the names of the others, following argparse's rules.
+
+    The last occurrence of a field wins, as in argparse. An unknown flag may take any
+    number of values (SGLang has `nargs="+"` flags such as `--cuda-graph-bs`), so every
+    word up to the next flag is skipped with it; a stray word after a known flag is an
+    error, as argparse would report it.
+    """
     params: dict[str, Param] = {}
     unknown: list[str] = []
     i = 0
@@ -278,7 +287,7 @@ def _parse_flags(
         i = 1
     while i < len(args):
         token = args[i]
-        flag, has_inline, inline = token.partition("=")
+        flag, equals, inline = token.partition("=")
         if flag in AMBIGUOUS:
             raise LaunchError(f"ambiguous option: {flag} could match {AMBIGUOUS[flag]}")
         if flag not in FLAGS:
@@ -286,17 +295,17 @@ def _parse_flags(
                 raise LaunchError(f"unrecognized argument {token!r}")
             unknown.append(flag)
             i += 1
-            while i < len(args) and not args[i].startswith("-") and not has_inline:
+            while i < len(args) and not args[i].startswith("-") and not equals:
                 i += 1
             continue
         field, kind = FLAGS[flag]
         if kind is bool:
-            if has_inline:
+            if equals:
                 raise LaunchError(f"{flag} takes no value (got {inline!r})")
             params[field] = Param(field, True, source)
             i += 1
             continue
-        if has_inline:
+        if equals:
             raw, i = inline, i + 1
         elif i + 1 < len(args) and (
             not args[i + 1].startswith("-") or _NEGATIVE_NUMBER.match(args[i + 1])

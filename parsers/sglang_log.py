@@ -14,13 +14,13 @@ of all lines; Python only loops over the handful of rows that matched.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
 from diagnose.model import Evidence, Param, Source
-from parsers.launch_cmd import LaunchCommand, find_commands
+from parsers.launch_cmd import TRIGGER, LaunchCommand, find_commands
 from parsers.server_args import parse_server_args
 
 SNIFF_BYTES = 64 * 1024
@@ -56,8 +56,10 @@ _EVENT_KINDS: tuple[tuple[str, str], ...] = (
         r"|^\s*(?:[A-Za-z_]\w*\.)*(?:[A-Z]\w*(?:Error|Exception)|Exception)(?::\s|:?\s*$)",
     ),
 )
+# `host:pid:tid [cudaDev] NCCL INFO ...`; WARN lines put `file.cc:line` before `NCCL`.
 _NCCL_LINE = (
-    r"^(?:\[[^\]]*\]\s*)?(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[(?P<dev>\d+)\] NCCL (?:INFO|WARN)"
+    r"^(?:\[[^\]]*\]\s*)?(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[(?P<dev>\d+)\] "
+    r"(?:\S+:\d+ )?NCCL (?:INFO|WARN)"
 )
 _NCCL_OWN_IP = r"(?:Bootstrap\s*: Using|OOB) [\w.-]+:([0-9A-Fa-f.:]+)<\d+>"
 _NCCL_PEER_IP = r"(?:connect to|from peer) ([0-9A-Fa-f.:]+)<\d+>"
@@ -111,14 +113,11 @@ def parse_sglang_log(path: Path, display: str) -> SGLangLog:
     frame = pl.DataFrame(
         {"line": pl.int_range(1, len(lines) + 1, eager=True, dtype=pl.Int64), "text": lines},
         schema={"line": pl.Int64, "text": pl.Utf8},
-    )
+    ).with_columns(pl.col("text").str.strip_suffix("\r"))
     is_header = pl.col("text").str.starts_with(_HEADER)
     body = frame.filter(~is_header)
-    unheadered = frame.with_columns(
-        pl.when(is_header).then(pl.lit("")).otherwise(pl.col("text")).alias("text")
-    )["text"].to_list()
+    commands = _commands(frame.with_columns(pl.when(~is_header).then("text")), display)
     server_args, server_args_line = _server_args(body, display)
-    commands = find_commands(unheadered, display)
     return SGLangLog(
         path=display,
         version=_version(body),
@@ -133,11 +132,38 @@ def parse_sglang_log(path: Path, display: str) -> SGLangLog:
 
 
 def _read_lines(path: Path) -> list[str]:
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    if lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
+
+
+def _commands(frame: pl.DataFrame, display: str) -> list[LaunchCommand]:
+    """Launch commands, handing find_commands only the line blocks that can hold one.
+
+    A block is a run of backslash-continued lines; blocks without a trigger line are
+    dropped here so the per-line Python scan runs on a few lines, not on the whole log.
+    Header lines arrive as nulls and count as empty lines.
+    """
+    text = pl.col("text").fill_null("")
+    blocks = frame.select(
+        "line",
+        text,
+        (~text.str.ends_with("\\").shift(1, fill_value=False)).cum_sum().alias("block"),
+        text.str.contains(TRIGGER).alias("trigger"),
+    )
+    wanted = blocks.filter(pl.col("trigger"))["block"].unique()
+    candidates = blocks.filter(pl.col("block").is_in(wanted.implode()))
+    numbers = candidates["line"].to_list()
+    found = find_commands(candidates["text"].to_list(), display)
+    return [_renumbered(command, numbers[command.line - 1]) for command in found]
+
+
+def _renumbered(command: LaunchCommand, line: int) -> LaunchCommand:
+    """The same command with its line (and every Param's source) in the full file."""
+    source = Source("file", command.file, line)
+    params = {name: replace(param, source=source) for name, param in command.params.items()}
+    return replace(command, params=params, line=line)
 
 
 def _version(body: pl.DataFrame) -> str | None:

@@ -61,7 +61,8 @@ PREFIXES = Rule(
     "Every ` DPd PPp ATTN_CPc MOE_DPm TPt EPe` prefix in the logs against the coordinates "
     "the resolved configuration gives that rank.",
     "The prefixes are SGLang's own statement of each process's coordinates; when they "
-    "disagree with the configuration rankmap resolved, the groups shown would be wrong — "
+    "disagree with the configuration rankmap resolved (TP6 under tp_size 4), the groups "
+    "shown would be wrong — "
     "usually a log from another run or an SGLang version with another layout.",
     "Point rankmap at the logs of one run, or pass the launch command that produced them.",
     _prefixes,
@@ -93,8 +94,8 @@ CRASHES = Rule(
     "Exceptions in the logs",
     "error",
     "Tracebacks, `Scheduler hit an exception` and `…Error:` lines.",
-    "A scheduler that dies takes its whole TP group with it; the first exception (not the "
-    "cascade after it) names the cause.",
+    "A scheduler that dies takes its whole TP group with it (16 ranks for --tp 16); the first "
+    "exception (not the cascade after it) names the cause.",
     "Read the first exception shown; if it sits in process-group creation, check the "
     "network between the nodes of that group (NCCL_SOCKET_IFNAME, firewalls, IB state).",
     _crashes,
@@ -143,8 +144,8 @@ CONFLICTS = Rule(
     "warning",
     "The same layout parameter given different values by different launch commands or "
     "server_args dumps in the inputs (node_rank, host and port excluded).",
-    "Two servers with different sizes are two different jobs; mixing their logs gives a "
-    "layout neither of them had.",
+    "Two servers with different sizes are two different jobs (--tp 16 on node 0 and --tp 8 on "
+    "node 1 never form one world); mixing their logs gives a layout neither of them had.",
     "Keep the logs of one job per directory, or check that every node got the same flags.",
     _conflicts,
 )

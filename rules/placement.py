@@ -87,7 +87,8 @@ def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
         c = ctx.cfg
         nodes = c["nnodes"]
         alternatives = (
-            f"Keep it inside one node: --tp {g.size // len(first)} --pp {nodes * c['pp_size']} "
+            f"Keep it inside one node: --tp {g.size // len(first)} --pp-size {nodes * "
+            f"c['pp_size']} "
             f"puts TP on NVLink and the {nodes} nodes on pipeline stages (PP sends one "
             "activation per stage boundary, fine across nodes); or, for MoE/MLA models, DP "
             f"attention with EP: --tp {c['tp_size']} --dp {c['tp_size']} --enable-dp-attention "

@@ -66,7 +66,8 @@ RULES: tuple[Rule, ...] = (
         "tp_size × pp_size must divide evenly over the nodes",
         "`(tp_size × pp_size) % nnodes == 0` — SGLang's ServerArgs check.",
         "Each node launches tp_size × pp_size / nnodes schedulers; a remainder has no node to "
-        "run on, so SGLang asserts before loading anything.",
+        "run on (--tp 12 on 5 nodes would be 2.4 ranks per node), so SGLang asserts before "
+        "loading anything.",
         "Choose --tp-size × --pp-size as a multiple of --nnodes (e.g. --tp 16 on 2 nodes).",
         (
             Condition(
@@ -81,7 +82,9 @@ RULES: tuple[Rule, ...] = (
         "DP replicas cannot span nodes",
         "`dp_size > 1` without DP attention on more than one node.",
         "Without DP attention SGLang's DataParallelController launches dp_size separate worlds "
-        "on one node only; multi-node DP is only supported as attention DP inside one TP group.",
+        "on one node only; multi-node DP is only supported as attention DP inside one TP group: "
+        "--tp 8 --dp 2 --nnodes 2 is refused, --tp 16 --dp 2 --enable-dp-attention --nnodes 2 is "
+        "not.",
         "Run one SGLang server per node behind a router (sglang_router), or use "
         "--enable-dp-attention (0.5.23+: --attn-dp-size) so DP lives inside the TP group.",
         (
@@ -103,7 +106,8 @@ RULES: tuple[Rule, ...] = (
         "With DP attention, `tp_size % dp_size == 0` (attention DP groups are carved out of "
         "the TP group).",
         "Each attention-DP rank gets tp_size / dp_size GPUs for its attention; SGLang asserts "
-        "this with a bare `assert`, so the traceback shows no message at all.",
+        "this with a bare `assert`, so the traceback shows no message at all (--tp 12 --dp 8 "
+        "would give 1.5 GPUs each).",
         "Pick --dp-size as a divisor of --tp-size (e.g. --tp 12 --dp 4, 6 or 12).",
         (
             Condition(
@@ -124,7 +128,8 @@ RULES: tuple[Rule, ...] = (
         "`tp_size % (dp_size × attn_cp_size) == 0`.",
         "ATTN_CP groups are carved from each attention-DP block of the TP group: "
         "attn_tp_size = tp_size / attn_dp_size / attn_cp_size must be a whole number. SGLang "
-        "uses dp_size here even when DP attention is off.",
+        "uses dp_size here even when DP attention is off (--tp 8 --dp 8 --attn-cp-size 2 needs "
+        "16).",
         "Choose --attn-cp-size so that --tp-size is a multiple of dp × attn_cp "
         "(e.g. --tp 8 --dp 2 --attn-cp-size 2).",
         (
@@ -158,7 +163,8 @@ RULES: tuple[Rule, ...] = (
         "With moe_dp_size > 1: tp divisible by moe_dp, ep × moe_dp ≤ tp, pp == 1, and "
         "ep × moe_dp == tp when ep > 1; and attn_cp_size == moe_dp_size unless moe_dp_size == 1.",
         "The MoE mesh (moe_dp, ep, moe_tp) must tile the TP group exactly; SGLang supports "
-        "MoE DP only without PP and only matched with attention CP.",
+        "MoE DP only without PP and only matched with attention CP (tp 8 = moe_dp 2 × ep 4 × "
+        "moe_tp 1).",
         "Set --moe-dp-size equal to --attn-cp-size (or leave it at 1: MOE_DP then aliases "
         "ATTN_CP), with --ep-size = tp / moe_dp.",
         (
@@ -198,7 +204,7 @@ RULES: tuple[Rule, ...] = (
         "moe_dense_tp_size takes only None, 1 or tp_size",
         "`moe_dense_tp_size in (None, 1, tp_size)`.",
         "The dense MLP layers under DP attention run either fully replicated per rank (1) or "
-        "over the whole TP group; other widths have no kernel path in SGLang.",
+        "over the whole TP group; other widths (e.g. 4 of tp 8) have no kernel path in SGLang.",
         "Use --moe-dense-tp-size 1 (recommended with DP attention across nodes) or drop it.",
         (
             Condition(
@@ -214,7 +220,7 @@ RULES: tuple[Rule, ...] = (
         "--enable-dp-lm-head needs DP attention; --enable-eplb needs ep_size > 1; the "
         "flashinfer all-to-all needs DP attention with dp_size == tp_size.",
         "These features work on the attention-DP or EP groups; without those groups SGLang "
-        "asserts at start-up.",
+        "asserts at start-up (flashinfer's all-to-all needs one rank per DP rank: dp 8 on tp 8).",
         "Enable DP attention / EP as the message says, or drop the option.",
         (
             Condition(
@@ -255,7 +261,8 @@ RULES: tuple[Rule, ...] = (
         "stays on one machine (tp_size ≤ 8); interleave DSA CP needs dp_size == 1; CP is "
         "prefill-only under PD disaggregation.",
         "Prefill CP turns the whole TP group into one CP group (attn_cp_size = tp / dp); SGLang "
-        "limits it to a single NVLink domain because cross-machine CP had precision issues.",
+        "limits it to a single NVLink domain (tp ≤ 8) because cross-machine CP had precision "
+        "issues.",
         "Set --cp-strategy zigzag|interleave, keep --tp ≤ 8 for DSA CP, and use CP only on "
         "the prefill side.",
         (
@@ -307,7 +314,7 @@ RULES: tuple[Rule, ...] = (
         "Replica DP and attention DP together",
         "0.5.23+: --dp-size M with --attn-dp-size N, both > 1.",
         "From 0.5.23 --dp-size counts whole replicas and --attn-dp-size the attention-DP "
-        "groups inside one; SGLang rejects the combination.",
+        "groups inside one; SGLang rejects the combination (e.g. --dp 2 --attn-dp-size 2).",
         "Use --attn-dp-size alone (one world) or --dp-size alone (replicas).",
         (
             Condition(

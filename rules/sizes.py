@@ -50,7 +50,8 @@ INVARIANTS = Rule(
     "tp_size = attn_tp_size × attn_dp_size × attn_cp_size = moe_ep_size × moe_dp_size × "
     "moe_tp_size, with whole numbers.",
     "SGLang lays the same TP ranks out twice, once for attention and once for the MoE "
-    "layers; if either product differs from tp_size some ranks would have no place "
+    "layers; if either product differs from tp_size some ranks would have no place (tp 12 "
+    "with dp 8 gives 1.5 attention ranks per DP rank) "
     "(current SGLang raises 'parallel topology is inconsistent').",
     "Pick --dp-size, --attn-cp-size, --ep-size and --moe-dp-size as divisors whose "
     "products divide --tp-size.",

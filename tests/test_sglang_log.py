@@ -139,6 +139,8 @@ def test_hang_version_commands_and_nccl_warn() -> None:
     assert log.server_args_line is None
     ranks = [(c.line, c.params["node_rank"].value) for c in log.commands]
     assert ranks == [(128, 0), (144, 1), (247, 0), (249, 1)]
+    assert log.commands[1].params["tp_size"].source == Source("file", HANG, 144)
+    assert log.commands[1].file == HANG
     warns = [e for e in log.events if e.kind == "nccl_warn"]
     assert [e.line for e in warns] == [121, 336]
     assert all("Got completion from peer 10.99.91.63" in e.text for e in warns)
@@ -160,11 +162,12 @@ def test_hang_hosts_and_communicators() -> None:
     assert _host_rows(log, "host_arg") == {(None, "10.99.91.59"), (None, "10.99.91.63")}
     comms = log.nccl_comms
     assert set(comms["nranks"]) == {16}
-    by_host = comms.group_by("host").agg(pl.col("rank").min().alias("lo"), pl.col("rank").max())
-    assert dict(by_host.select("host", "lo").rows()) == {
-        "tpgds-aihub0007": 0,
-        "tpgds-aihub0008": 8,
-    }
+    ranks = comms.group_by("host", "comm_id").agg(pl.col("rank").sort()).sort("host", "comm_id")
+    assert [(host, ids) for host, _, ids in ranks.rows()] == [
+        ("tpgds-aihub0007", [0, 2, 4, 6]),  # the paste kept only these Init COMPLETE lines
+        ("tpgds-aihub0007", list(range(8))),
+        ("tpgds-aihub0008", list(range(8, 16))),
+    ]
     assert set(comms.filter(pl.col("host") == "tpgds-aihub0008")["nnodes"]) == {2}
 
 
@@ -389,10 +392,10 @@ def test_comm_lines_merge_per_host_pid_comm(tmp_path: Path) -> None:
         tmp_path,
         "[2026-01-01 10:00:00] h1:10:10 [3] NCCL INFO ncclCommInitRank comm 0xa rank 3 "
         "nranks 4 cudaDev 3 busId 1000 commId 0xff - Init START\n"
-        "h1:10:10 [3] NCCL INFO comm 0xa rank 3 nRanks 4 nNodes 1 localRanks 4 localRank 3 MNNVL 0\n"
+        "h1:10:10 [3] NCCL INFO comm 0xa rank 3 nRanks 4 nNodes 1 localRanks 4 localRank 3\n"
         "h1:10:10 [3] NCCL INFO ncclCommInitRank comm 0xa rank 3 nranks 4 cudaDev 3 busId 1000 "
         "commId 0xff - Init COMPLETE\n"
-        "h1:10:10 [3] NCCL INFO comm 0xb rank 1 nRanks 2 nNodes 2 localRanks 1 localRank 0 MNNVL 0\n",
+        "h1:10:10 [3] NCCL INFO comm 0xb rank 1 nRanks 2 nNodes 2 localRanks 1 localRank 0\n",
     )
     assert log.nccl_comms.rows() == [
         (1, "h1", 10, 3, "0xa", 3, 4, 1, 4, 3, "0xff"),
