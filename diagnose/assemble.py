@@ -114,6 +114,7 @@ def assemble(logs: list[SGLangLog], commands: list[LaunchCommand] | None = None)
         out.prefixes += _prefixes(log)
         _add_nccl(out, log)
     _node_hosts(out, logs)
+    out.has_net_lines = any(e.kind == "nccl_net" for e in out.events)
     return out
 
 

@@ -120,8 +120,9 @@ NCCL_WARN = Rule(
     "NCCL warnings",
     "warning",
     "`NCCL WARN` lines anywhere in the inputs.",
-    "NCCL warns before it fails: refused connections, IB completion errors and missing "
-    "devices show up here first, usually on the link between nodes.",
+    "NCCL warns before it fails: refused connections, IB completion errors (e.g. status=4, "
+    "vendor err 81) and missing devices show up here first, usually on the link between "
+    "nodes, minutes before the 600 s watchdog timeout ends the job.",
     "Check the interface and HCA settings (NCCL_SOCKET_IFNAME, NCCL_IB_HCA) on the hosts "
     "named in the lines.",
     _nccl_warnings,

@@ -40,7 +40,8 @@ HEADS = Rule(
     "num_attention_heads % width == 0, where width is attn_tp_size for MoE / MLA models "
     "(DeepSeek, Qwen3-MoE) and tp_size for dense models.",
     "Each attention-TP rank computes num_heads / width whole heads; SGLang asserts this "
-    "(bare assert) while building the attention layer, after minutes of weight loading.",
+    "(bare assert) while building the attention layer, after minutes of weight loading "
+    "(64 heads on TP 6 would be 10.7 heads per rank).",
     "Choose a TP (or tp / dp / attn_cp) width that divides the head count, e.g. 64 heads → "
     "1, 2, 4, 8, 16.",
     _heads,
@@ -208,7 +209,8 @@ EP_DENSE = Rule(
     "warning",
     "ep_size > 1 (or an a2a backend that forces it) for a model without routed experts.",
     "An inert flag is worse than none: benchmark labels and capacity plans then assume an "
-    "EP layout that does not exist.",
+    "EP layout that does not exist (a recipe labelled ep=4 that ran with EP 1 is a known "
+    "case).",
     "Drop --ep-size / --moe-a2a-backend for dense models.",
     _ep_on_dense,
 )

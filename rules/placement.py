@@ -87,9 +87,8 @@ def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
         c = ctx.cfg
         nodes = c["nnodes"]
         alternatives = (
-            f"Keep it inside one node: --tp {g.size // len(first)} --pp-size {nodes * "
-            f"c['pp_size']} "
-            f"puts TP on NVLink and the {nodes} nodes on pipeline stages (PP sends one "
+            f"Keep it inside one node: --tp {g.size // len(first)} "
+            f"--pp-size {nodes * c['pp_size']} puts TP on NVLink and the {nodes} nodes on pipeline stages (PP sends one "
             "activation per stage boundary, fine across nodes); or, for MoE/MLA models, DP "
             f"attention with EP: --tp {c['tp_size']} --dp {c['tp_size']} --enable-dp-attention "
             "--moe-dense-tp-size 1 --moe-a2a-backend deepep, so attention stays per rank and "
@@ -187,8 +186,10 @@ PP_ACROSS_NODES = Rule(
     "Pipeline stages across nodes (fine)",
     "info",
     "Whether PP groups span nodes.",
-    "PP sends one activation tensor per micro-batch at each stage boundary, a small fraction "
-    "of what TP all-reduces inside every layer; it is the recommended multi-node dimension.",
+    "PP sends one activation tensor per micro-batch at each stage boundary: for DeepSeek-V3 "
+    "and a 128-token decode step that is 128 × 7168 × 2 B ≈ 1.8 MB per boundary, against "
+    "≈224 MB that TP all-reduces over all 61 layers. It is the recommended multi-node "
+    "dimension.",
     "Nothing to fix.",
     _pp_across_nodes,
 )
