@@ -88,8 +88,9 @@ def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
         nodes = c["nnodes"]
         alternatives = (
             f"Keep it inside one node: --tp {g.size // len(first)} "
-            f"--pp-size {nodes * c['pp_size']} puts TP on NVLink and the {nodes} nodes on pipeline stages (PP sends one "
-            "activation per stage boundary, fine across nodes); or, for MoE/MLA models, DP "
+            f"--pp-size {nodes * c['pp_size']} puts TP on NVLink and the {nodes} nodes on "
+            "pipeline stages (PP sends one activation per stage boundary, fine across nodes); "
+            "or, for MoE/MLA models, DP "
             f"attention with EP: --tp {c['tp_size']} --dp {c['tp_size']} --enable-dp-attention "
             "--moe-dense-tp-size 1 --moe-a2a-backend deepep, so attention stays per rank and "
             "only the expert all-to-all crosses nodes over RDMA."
