@@ -110,6 +110,10 @@ def analyse(
         params["nnodes"] = Param("nnodes", options.nnodes, Source("option", why="--nnodes"))
     if "tp_size" not in params and assembled.prefixes:
         params.update(_sizes_from_prefixes(assembled))
+    if "nnodes" not in params and len(assembled.nccl_hosts) > 1:
+        hosts = ", ".join(assembled.nccl_hosts)
+        why = f"{len(assembled.nccl_hosts)} hosts print NCCL lines ({hosts})"
+        params["nnodes"] = Param("nnodes", len(assembled.nccl_hosts), Source("inferred", why=why))
     model, model_note = _model(params, options, models or [])
     cfg = sglang.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(cfg, assembled)

@@ -53,6 +53,7 @@ class Assembled:
     rank_hosts: dict[int, str] = field(default_factory=dict)
     node_hosts: dict[int, str] = field(default_factory=dict)
     has_net_lines: bool = False
+    nccl_hosts: list[str] = field(default_factory=list)
 
 
 def clip_around(text: str, needle: str, width: int = 160) -> str:
@@ -156,6 +157,10 @@ def _node_hosts(out: Assembled, logs: list[SGLangLog]) -> None:
         if c.get("nranks") == world and c.get("rank") is not None and c.get("host"):
             out.rank_hosts.setdefault(int(c["rank"]), c["host"])
     for log in logs:
+        nccl = log.hosts.filter((pl.col("kind") == "nccl") & pl.col("host").is_not_null())
+        for host in nccl["host"].unique(maintain_order=True).to_list():
+            if host not in out.nccl_hosts:
+                out.nccl_hosts.append(host)
         node = log.server_args.get("node_rank")
         hosts = log.hosts.filter(pl.col("host").is_not_null())["host"].unique().to_list()
         if node is not None and len(hosts) == 1:

@@ -50,6 +50,7 @@ _EVENT_KINDS: tuple[tuple[str, str], ...] = (
     ("dp_launch", r"Launch DP\d+ starting at GPU #\d+"),
     ("nccl_version", r"sglang is using nccl==|NCCL version \d+\.\d+\.\d+"),
     ("nccl_warn", r"NCCL WARN"),
+    ("pg_create", r"^\s*_[A-Z_]+ = init_model_parallel_group\("),
     ("nccl_comm", r"NCCL INFO comm 0x[0-9a-f]+ rank \d+ nRanks|ncclCommInitRank comm 0x"),
     (
         "nccl_net",

@@ -36,10 +36,10 @@ class Context:
 
     def evidence_for(self, *names: str) -> tuple[Evidence, ...]:
         """Evidence lines of the given parameters, without repeats."""
-        seen: dict[tuple[str, int | None, str], Evidence] = {}
+        seen: dict[tuple[str, int | None], Evidence] = {}
         for name in names:
             for ev in self.param_evidence.get(name, []):
-                seen.setdefault((ev.file, ev.line, ev.text), ev)
+                seen.setdefault((ev.file, ev.line), ev)
         return tuple(seen.values())
 
     def events_of(self, kind: str) -> list[Evidence]:

@@ -69,23 +69,45 @@ PREFIXES = Rule(
 )
 
 
+GROUP_VARIABLES = {
+    "_TP": "tp",
+    "_PP": "pp",
+    "_ATTN_TP": "attention_tp",
+    "_ATTN_CP": "attn_cp",
+    "_MOE_EP": "moe_ep",
+    "_MOE_TP": "moe_tp",
+    "_MOE_DP": "moe_dp",
+    "_WORLD": "world",
+}
+
+
+def _failing_group(ctx: Context) -> str:
+    """Which SGLang group was being created when the exception struck, in words."""
+    frames = ctx.events_of("pg_create")
+    if not frames:
+        return ""
+    var = frames[0].text.split("=", 1)[0].strip()
+    kind = GROUP_VARIABLES.get(var, var)
+    text = f" while creating the `{kind}` process group ({var} = init_model_parallel_group)"
+    group = ctx.layout.group(kind) if ctx.layout else None
+    if group is not None and group.hosts and any(len(h) > 1 for h in group.hosts):
+        text += f"; that group spans {len(group.hosts[0])} nodes"
+    return text
+
+
 def _crashes(ctx: Context) -> Iterable[Finding]:
-    errors = [e for e in ctx.events_of("exception") if not e.text.startswith("Traceback")]
+    errors = [e for e in ctx.events_of("exception") if "Traceback" not in e.text]
     if not errors:
         return
-    group = next(
-        (e for e in ctx.events if e.kind == "exception" and "init_model_parallel_group" in e.text),
-        None,
-    )
-    where = ""
-    if group is not None:
-        where = " while creating a process group (initialize_model_parallel)"
+    # The final `SomethingError: message` line names the cause; the banner lines do not.
+    named = [e for e in errors if "Error" in e.text.split(":", 1)[0]] or errors
     distinct: dict[str, Evidence] = {}
-    for e in errors:
+    for e in named:
         distinct.setdefault(e.text.split("] ", 1)[-1][:160], e)
     yield CRASHES.finding(
-        f"The logs hold {len(errors)} exception line(s){where}; first: {next(iter(distinct))}",
-        list(distinct.values())[:6],
+        f"The logs hold {len(errors)} exception line(s){_failing_group(ctx)}; first: "
+        f"{next(iter(distinct))}",
+        list(distinct.values())[:4] + ctx.events_of("pg_create")[:1],
     )
 
 
