@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from diagnose.model import Evidence, Param, Source
+from diagnose.model import Evidence, Param
 from parsers.launch_cmd import LaunchCommand
 from parsers.sglang_log import SGLangLog
 
@@ -149,23 +149,35 @@ def _line_texts(log: SGLangLog, wanted: list[int]) -> dict[int, str]:
 
 
 def _node_hosts(out: Assembled, logs: list[SGLangLog]) -> None:
-    """Rank → host from world-sized NCCL communicators; node → host from per-node logs."""
+    """Rank → host from world-sized NCCL communicators and per-rank logs; node → host from
+    per-node logs (one host name in a file that says which node it is)."""
     tp = out.params.get("tp_size")
     pp = out.params.get("pp_size")
-    world = (tp.value if tp else 1) * (pp.value if pp else 1)
+    tp_size = tp.value if tp else 1
+    world = tp_size * (pp.value if pp else 1)
     for c in out.nccl_comms:
         if c.get("nranks") == world and c.get("rank") is not None and c.get("host"):
             out.rank_hosts.setdefault(int(c["rank"]), c["host"])
     for log in logs:
-        nccl = log.hosts.filter((pl.col("kind") == "nccl") & pl.col("host").is_not_null())
-        for host in nccl["host"].unique(maintain_order=True).to_list():
+        named = log.hosts.filter(pl.col("host").is_not_null())
+        for host in named.filter(pl.col("kind") == "nccl")["host"].unique(maintain_order=True):
             if host not in out.nccl_hosts:
                 out.nccl_hosts.append(host)
-        node = log.server_args.get("node_rank")
-        hosts = log.hosts.filter(pl.col("host").is_not_null())["host"].unique().to_list()
-        if node is not None and len(hosts) == 1:
-            out.node_hosts.setdefault(int(node.value), hosts[0])
+        hosts = named.filter(pl.col("kind").is_in(["nccl", "prompt"]))["host"].unique().to_list()
+        if len(hosts) != 1:
+            continue
+        node = _file_node(log)
+        if node is not None:
+            out.node_hosts.setdefault(node, hosts[0])
+        ranks = log.prefixes.select("pp", "tp").unique()
+        if ranks.height == 1 and ranks["tp"][0] is not None:
+            rank = (ranks["pp"][0] or 0) * tp_size + ranks["tp"][0]
+            out.rank_hosts.setdefault(rank, hosts[0])
 
 
-def option_param(name: str, value: Any, flag: str) -> Param:
-    return Param(name, value, Source("option", why=flag))
+def _file_node(log: SGLangLog) -> int | None:
+    """The node a per-node log belongs to: its dump's node_rank, or its commands' one."""
+    if "node_rank" in log.server_args:
+        return int(log.server_args["node_rank"].value)
+    ranks = {c.params["node_rank"].value for c in log.commands if "node_rank" in c.params}
+    return int(ranks.pop()) if len(ranks) == 1 else None
