@@ -133,7 +133,6 @@ def analyse(
         prefixes=assembled.prefixes,
         conflicts=assembled.conflicts,
         nccl_comms=assembled.nccl_comms,
-        nccl_lines=assembled.nccl_lines,
     )
     findings = catalog.run(ctx)
     analysis = Analysis(

@@ -48,8 +48,7 @@ class Assembled:
     events: list[Evidence] = field(default_factory=list)
     prefixes: list[tuple[Evidence, dict[str, int]]] = field(default_factory=list)
     conflicts: list[tuple[str, list[tuple[Any, Evidence]]]] = field(default_factory=list)
-    nccl_comms: list[dict[str, Any]] = field(default_factory=list)
-    nccl_lines: dict[int, Evidence] = field(default_factory=dict)
+    nccl_comms: pl.DataFrame = field(default_factory=pl.DataFrame)
     rank_hosts: dict[int, str] = field(default_factory=dict)
     node_hosts: dict[int, str] = field(default_factory=dict)
     has_net_lines: bool = False
@@ -113,7 +112,8 @@ def assemble(logs: list[SGLangLog], commands: list[LaunchCommand] | None = None)
     for log in logs:
         out.events += log.events
         out.prefixes += _prefixes(log)
-        _add_nccl(out, log)
+    comms = [log.nccl_comms.with_columns(file=pl.lit(log.path)) for log in logs]
+    out.nccl_comms = pl.concat([c for c in comms if not c.is_empty()] or [pl.DataFrame()])
     _node_hosts(out, logs)
     out.has_net_lines = any(e.kind == "nccl_net" for e in out.events)
     return out
@@ -131,23 +131,6 @@ def _prefixes(log: SGLangLog) -> list[tuple[Evidence, dict[str, int]]]:
     return out
 
 
-def _add_nccl(out: Assembled, log: SGLangLog) -> None:
-    comms = log.nccl_comms
-    if comms.is_empty():
-        return
-    lines = _line_texts(log, comms["line"].to_list())
-    for row in comms.iter_rows(named=True):
-        out.nccl_lines[len(out.nccl_comms)] = Evidence(
-            log.path, row["line"], lines.get(row["line"], ""), "nccl"
-        )
-        out.nccl_comms.append(row)
-
-
-def _line_texts(log: SGLangLog, wanted: list[int]) -> dict[int, str]:
-    texts = {e.line: e.text for e in log.events if e.line is not None}
-    return {n: texts.get(n, "") for n in wanted}
-
-
 def _node_hosts(out: Assembled, logs: list[SGLangLog]) -> None:
     """Rank → host from world-sized NCCL communicators and per-rank logs; node → host from
     per-node logs (one host name in a file that says which node it is)."""
@@ -155,9 +138,18 @@ def _node_hosts(out: Assembled, logs: list[SGLangLog]) -> None:
     pp = out.params.get("pp_size")
     tp_size = tp.value if tp else 1
     world = tp_size * (pp.value if pp else 1)
-    for c in out.nccl_comms:
-        if c.get("nranks") == world and c.get("rank") is not None and c.get("host"):
-            out.rank_hosts.setdefault(int(c["rank"]), c["host"])
+    if not out.nccl_comms.is_empty():
+        world_comms = (
+            out.nccl_comms.filter(
+                (pl.col("nranks") == world)
+                & pl.col("rank").is_not_null()
+                & pl.col("host").is_not_null()
+            )
+            .drop_nulls("host")
+            .unique("rank", keep="first", maintain_order=True)
+        )
+        for rank, host in world_comms.select("rank", "host").iter_rows():
+            out.rank_hosts.setdefault(int(rank), host)
     for log in logs:
         named = log.hosts.filter(pl.col("host").is_not_null())
         for host in named.filter(pl.col("kind") == "nccl")["host"].unique(maintain_order=True):

@@ -51,7 +51,6 @@ _EVENT_KINDS: tuple[tuple[str, str], ...] = (
     ("nccl_version", r"sglang is using nccl==|NCCL version \d+\.\d+\.\d+"),
     ("nccl_warn", r"NCCL WARN"),
     ("pg_create", r"^\s*_[A-Z_]+ = init_model_parallel_group\("),
-    ("nccl_comm", r"NCCL INFO comm 0x[0-9a-f]+ rank \d+ nRanks|ncclCommInitRank comm 0x"),
     (
         "nccl_net",
         r"NCCL INFO (?:.* via NET/|NET/(?:IB|Socket|Plugin) ?:|Using network )",
@@ -293,16 +292,17 @@ def _nccl_comms(body: pl.DataFrame) -> pl.DataFrame:
     base = body.select("line", text.str.extract_groups(_NCCL_LINE).alias("who"), text).unnest("who")
     base = base.filter(pl.col("host").is_not_null())
     info = base.select(
-        "line", "host", "pid", "dev", text.str.extract_groups(_COMM_INFO).alias("c")
+        "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INFO).alias("c")
     ).unnest("c")
     init = base.select(
-        "line", "host", "pid", "dev", text.str.extract_groups(_COMM_INIT).alias("c")
+        "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INIT).alias("c")
     ).unnest("c")
     merged = pl.concat([info, init], how="diagonal_relaxed").filter(pl.col("comm").is_not_null())
     return (
         merged.group_by("host", "pid", "comm", maintain_order=True)
         .agg(
             pl.col("line").min(),
+            pl.col("text").sort_by("line").first(),
             *[pl.col(name).drop_nulls().first() for name in ("dev", *_COMM_INTS, "comm_id")],
         )
         .select(
@@ -313,6 +313,7 @@ def _nccl_comms(body: pl.DataFrame) -> pl.DataFrame:
             pl.col("comm").cast(pl.Utf8),
             *[pl.col(name).cast(pl.Int64) for name in _COMM_INTS],
             pl.col("comm_id").cast(pl.Utf8),
+            pl.col("text").str.strip_chars(),
         )
         .sort("line")
     )

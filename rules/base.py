@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
 from diagnose.model import Evidence, Finding, Layout, Severity
 
 if TYPE_CHECKING:
@@ -31,8 +33,7 @@ class Context:
     events: list[Evidence] = field(default_factory=list)
     prefixes: list[tuple[Evidence, dict[str, int]]] = field(default_factory=list)
     conflicts: list[tuple[str, list[tuple[Any, Evidence]]]] = field(default_factory=list)
-    nccl_comms: list[dict[str, Any]] = field(default_factory=list)
-    nccl_lines: dict[int, Evidence] = field(default_factory=dict)
+    nccl_comms: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def evidence_for(self, *names: str) -> tuple[Evidence, ...]:
         """Evidence lines of the given parameters, without repeats."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import polars as pl
+
 from diagnose.model import Evidence, Finding, Group
 from rules.base import Context, Rule
 
@@ -58,13 +60,16 @@ def _cost(ctx: Context, size: int) -> str:
 
 
 def _spans_evidence(ctx: Context, size: int) -> list[Evidence]:
+    """SGLang's own 'spans across nodes' lines and NCCL communicators of this size on >1 node."""
     out = ctx.events_of("spans_nodes")[:4]
-    out += [
-        ctx.nccl_lines[i]
-        for i, c in enumerate(ctx.nccl_comms)
-        if c["nranks"] == size and (c["nnodes"] or 0) > 1
-    ][:4]
-    return out
+    comms = ctx.nccl_comms
+    if comms.is_empty():
+        return out
+    crossing = comms.filter((pl.col("nranks") == size) & (pl.col("nnodes") > 1)).head(4)
+    return out + [
+        Evidence(file, line, text, "nccl")
+        for file, line, text in crossing.select("file", "line", "text").iter_rows()
+    ]
 
 
 def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
