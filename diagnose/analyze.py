@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from diagnose import graph as rank_graph
@@ -19,8 +19,9 @@ from rules.base import Context
 LOG_FORMATS = ("sglang-log", "launch-script", "nccl-log")
 
 
-class NothingReadable(Exception):
-    """No input said anything about a job; the CLI exits 2 with this message."""
+class BadInput(Exception):
+    """The inputs cannot be analysed (nothing readable, a broken --model-config); the CLI
+    prints the one-line message and exits 2."""
 
 
 @dataclass
@@ -48,7 +49,6 @@ class Analysis:
     command: str | None = None
     logdir: str | None = None
     sample: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def read_inputs(path: Path) -> tuple[list[SGLangLog], list[InputFile], list[ModelFacts]]:
@@ -104,7 +104,7 @@ def analyse(
 ) -> Analysis:
     assembled = assemble(logs, extra_commands)
     if not assembled.params and not assembled.prefixes:
-        raise NothingReadable("no SGLang configuration found in the inputs")
+        raise BadInput(f"no SGLang configuration found in the inputs ({_input_summary(inputs)})")
     params = dict(assembled.params)
     if options.nnodes is not None:
         params["nnodes"] = Param("nnodes", options.nnodes, Source("option", why="--nnodes"))
@@ -114,7 +114,7 @@ def analyse(
         hosts = ", ".join(assembled.nccl_hosts)
         why = f"{len(assembled.nccl_hosts)} hosts print NCCL lines ({hosts})"
         params["nnodes"] = Param("nnodes", len(assembled.nccl_hosts), Source("inferred", why=why))
-    model, model_note = _model(params, options, models or [])
+    model = _model(params, options, models or [])
     cfg = sglang.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(cfg, assembled)
     graph = None
@@ -147,8 +147,6 @@ def analyse(
         unknowns=_unknowns(cfg, model, options, assembled, layout),
         assembled=assembled,
     )
-    if model_note:
-        analysis.notes.append(model_note)
     return analysis
 
 
@@ -165,17 +163,23 @@ def _sizes_from_prefixes(assembled: Assembled) -> dict[str, Param]:
     return out
 
 
+def _input_summary(inputs: list[InputFile]) -> str:
+    if not inputs:
+        return "no files"
+    shown = "; ".join(f"{i.path}: {i.status}, {i.reason}" for i in inputs[:5])
+    return shown + (f"; {len(inputs) - 5} more" if len(inputs) > 5 else "")
+
+
 def _model(
     params: dict[str, Param], options: Options, found: list[ModelFacts]
-) -> tuple[ModelFacts | None, str | None]:
+) -> ModelFacts | None:
+    """The model's shape: --model-config, else --model-path, else a config.json in the logs."""
     path = params.get("model_path")
     try:
         model = resolve_model(path.value if path else None, options.model_config)
     except ModelConfigError as exc:
-        return None, str(exc)
-    if model is None and found:
-        model = found[0]
-    return model, None
+        raise BadInput(str(exc)) from exc
+    return model or (found[0] if found else None)
 
 
 def _layout(cfg: sglang.SGLangConfig, assembled: Assembled) -> tuple[Layout | None, str | None]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from diagnose.model import Evidence, Param
+from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
 from parsers.sglang_log import SGLangLog
 
@@ -108,6 +108,7 @@ def assemble(logs: list[SGLangLog], commands: list[LaunchCommand] | None = None)
             out.conflicts.append((name, values))
     for name, evs in out.param_evidence.items():
         out.param_evidence[name] = list(reversed(evs))[:3]  # the winning source first
+    _rewrites_from_warnings(out, [e for log in logs for e in log.events if e.kind == "rewrite"])
     out.version = next((log.version for log in logs if log.version), None)
     for log in logs:
         out.events += log.events
@@ -117,6 +118,28 @@ def assemble(logs: list[SGLangLog], commands: list[LaunchCommand] | None = None)
     _node_hosts(out, logs)
     out.has_net_lines = any(e.kind == "nccl_net" for e in out.events)
     return out
+
+
+# Which dumped fields a ServerArgs rewrite warning explains (the dump shows the result).
+REWRITTEN_BY = (
+    ("expert parallel size is adjusted", ("ep_size",)),
+    ("context parallel", ("attn_cp_size", "ep_size", "moe_dense_tp_size")),
+    ("Context Parallel opt for MLA", ("attn_cp_size", "ep_size", "moe_dense_tp_size")),
+)
+
+
+def _rewrites_from_warnings(out: Assembled, warnings: list[Evidence]) -> None:
+    """Give a dumped value the provenance of the SGLang warning that announced its rewrite."""
+    for ev in warnings:
+        for needle, fields in REWRITTEN_BY:
+            if needle not in ev.text:
+                continue
+            for name in fields:
+                if name in out.params:
+                    why = f"{ev.text.split('] ', 1)[-1][:120]} ({ev.file}:{ev.line})"
+                    value = out.params[name].value
+                    out.params[name] = Param(name, value, Source("engine rewrite", why=why))
+                    out.param_evidence.setdefault(name, []).insert(0, ev)
 
 
 def _prefixes(log: SGLangLog) -> list[tuple[Evidence, dict[str, int]]]:

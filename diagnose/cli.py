@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from diagnose import __version__
-from diagnose.analyze import NothingReadable, Options, analyse, read_inputs
+from diagnose.analyze import BadInput, Options, analyse, read_inputs
 from diagnose.glossary import TERMS, find_term
 from diagnose.model import SEVERITY_ORDER
 from diagnose.report_html import render_html
@@ -124,20 +124,14 @@ def report(
     options = Options(gpus_per_node, nnodes, model_config, engine_version)
     try:
         analysis = analyse(logs, inputs, options, "report", models=models)
-    except NothingReadable as exc:
-        raise InputError(f"{logdir}: {exc} ({_input_summary(inputs)})") from exc
+    except BadInput as exc:
+        raise InputError(f"{logdir}: {exc}") from exc
     analysis.logdir = str(logdir)
     analysis.sample = sample
     doc = document(analysis)
     echo = click.echo if json_out != "-" else (lambda s: click.echo(s, err=True))
     _write_html(doc, output, echo)
     _finish(doc, json_out, fail_on, explain=False)
-
-
-def _input_summary(inputs: list[Any]) -> str:
-    if not inputs:
-        return "no files"
-    return "; ".join(f"{i.path}: {i.status}, {i.reason}" for i in inputs[:5])
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -171,7 +165,10 @@ def check(
     except LaunchError as exc:
         raise InputError(str(exc)) from exc
     options = Options(gpus_per_node, nnodes, model_config, engine_version)
-    analysis = analyse([], [], options, "check", extra_commands=[cmd])
+    try:
+        analysis = analyse([], [], options, "check", extra_commands=[cmd])
+    except BadInput as exc:
+        raise InputError(str(exc)) from exc
     analysis.command = cmd.text
     doc = document(analysis)
     if output is not None:

@@ -159,5 +159,4 @@ def document(analysis: Analysis) -> dict[str, Any]:
         "findings": [_finding(f) for f in analysis.findings],
         "inputs": [i.to_json() for i in analysis.inputs],
         "unknowns": analysis.unknowns,
-        "notes": analysis.notes,
     }

@@ -55,3 +55,16 @@ def test_dump_wins_over_launch_command(tmp_path: Path):
     a = _analyse(_write(tmp_path / "logs", files))
     assert str(a.cfg.params["tp_size"].source) == "node0.log:1"
     assert not a.assembled.conflicts
+
+
+def test_rewrite_warning_becomes_the_provenance_of_the_dumped_value(tmp_path: Path):
+    log = (
+        "[2026-03-01 10:00:00] WARNING server_args.py:100: DeepEP MoE is enabled. The expert "
+        "parallel size is adjusted to be the same as the tensor parallel size[16].\n"
+        "[2026-03-01 10:00:00] server_args=ServerArgs(model_path='m', tp_size=16, ep_size=16, "
+        "moe_a2a_backend='deepep', nnodes=2)\n"
+    )
+    a = _analyse(_write(tmp_path / "logs", {"server.log": log}))
+    source = str(a.cfg.params["ep_size"].source)
+    assert source.startswith("engine rewrite: ") and "DeepEP MoE is enabled" in source
+    assert "server.log:1" in source
