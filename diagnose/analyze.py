@@ -16,9 +16,6 @@ from parsers.sglang_log import SGLangLog, parse_sglang_log
 from rules import catalog
 from rules.base import Context
 
-LOG_FORMATS = ("sglang-log", "launch-script", "nccl-log")
-
-
 class BadInput(Exception):
     """The inputs cannot be analysed (nothing readable, a broken --model-config); the CLI
     prints the one-line message and exits 2."""
@@ -105,15 +102,7 @@ def analyse(
     assembled = assemble(logs, extra_commands)
     if not assembled.params and not assembled.prefixes:
         raise BadInput(f"no SGLang configuration found in the inputs ({_input_summary(inputs)})")
-    params = dict(assembled.params)
-    if options.nnodes is not None:
-        params["nnodes"] = Param("nnodes", options.nnodes, Source("option", why="--nnodes"))
-    if "tp_size" not in params and assembled.prefixes:
-        params.update(_sizes_from_prefixes(assembled))
-    if "nnodes" not in params and len(assembled.nccl_hosts) > 1:
-        hosts = ", ".join(assembled.nccl_hosts)
-        why = f"{len(assembled.nccl_hosts)} hosts print NCCL lines ({hosts})"
-        params["nnodes"] = Param("nnodes", len(assembled.nccl_hosts), Source("inferred", why=why))
+    params = _complete(assembled, options)
     model = _model(params, options, models or [])
     cfg = sglang.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(cfg, assembled)
@@ -148,6 +137,20 @@ def analyse(
         assembled=assembled,
     )
     return analysis
+
+
+def _complete(assembled: Assembled, options: Options) -> dict[str, Param]:
+    """The configured values, plus what options override and what the logs imply."""
+    params = dict(assembled.params)
+    if options.nnodes is not None:
+        params["nnodes"] = Param("nnodes", options.nnodes, Source("option", why="--nnodes"))
+    if "tp_size" not in params and assembled.prefixes:
+        params.update(_sizes_from_prefixes(assembled))
+    if "nnodes" not in params and len(assembled.nccl_hosts) > 1:
+        hosts = ", ".join(assembled.nccl_hosts)
+        why = f"{len(assembled.nccl_hosts)} hosts print NCCL lines ({hosts})"
+        params["nnodes"] = Param("nnodes", len(assembled.nccl_hosts), Source("inferred", why=why))
+    return params
 
 
 def _sizes_from_prefixes(assembled: Assembled) -> dict[str, Param]:
