@@ -16,6 +16,7 @@ from parsers.sglang_log import SGLangLog, parse_sglang_log
 from rules import catalog
 from rules.base import Context
 
+
 class BadInput(Exception):
     """The inputs cannot be analysed (nothing readable, a broken --model-config); the CLI
     prints the one-line message and exits 2."""
