@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from diagnose.engines.sglang import LAYOUT_CURRENT, LAYOUT_V0523, coordinates
+from diagnose.engines.sglang import LEGACY_LAYOUTS, coordinates
 from diagnose.model import Evidence, Finding
 from rules.base import Context, Rule
 
@@ -28,7 +28,7 @@ def _prefix_problem(ctx: Context, tokens: dict[str, int]) -> str | None:
     for key, label in PREFIX_TOKENS.items():
         if key in tokens and key in expected and tokens[key] != expected[key]:
             return f"{label}{tokens[key]} where this configuration gives {label}{expected[key]}"
-    if c.layout_version in (LAYOUT_CURRENT, LAYOUT_V0523):
+    if c.layout_version not in LEGACY_LAYOUTS:
         if "attn_cp" in tokens and c["attn_cp_size"] == 1:
             return "an ATTN_CP token although attn_cp_size is 1"
         if "ep" in tokens and c["ep_size"] == 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from diagnose.engines.sglang import LAYOUT_V0523, SGLangConfig
+from diagnose.engines.sglang import LAYOUT_CURRENT, LAYOUT_V0523, SGLangConfig
 from diagnose.model import Finding
 from rules.base import Context, Rule
 
@@ -193,7 +193,11 @@ RULES: tuple[Rule, ...] = (
                 ("tp_size", "ep_size", "moe_dp_size"),
             ),
             Condition(
-                lambda c: c["attn_cp_size"] != c["moe_dp_size"] and c["moe_dp_size"] != 1,
+                lambda c: (
+                    c.layout_version in (LAYOUT_CURRENT, LAYOUT_V0523)
+                    and c["attn_cp_size"] != c["moe_dp_size"]
+                    and c["moe_dp_size"] != 1
+                ),
                 lambda c: "attn_cp_size != moe_dp_size is only supported when moe_dp_size == 1",
                 ("attn_cp_size", "moe_dp_size"),
             ),

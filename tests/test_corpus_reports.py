@@ -52,7 +52,7 @@ def test_hang_log_names_hosts_and_nccl_evidence():
 def test_server_args_dump_is_the_source_of_sizes():
     doc = report("dsr1-pd-decode-tp16-2node-nccl-info.log")
     assert doc["params"]["tp_size"]["source"] == "dsr1-pd-decode-tp16-2node-nccl-info.log:20"
-    assert doc["layout_version"].startswith("v0.4.10")
+    assert doc["layout_version"].startswith("v0.5.2")
     assert doc["groups"][-1]["kind"] == "attention_tp"  # built last before 0.5.9
 
 

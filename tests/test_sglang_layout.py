@@ -168,6 +168,20 @@ def test_prefix_coordinates_match_reference_formulas(tp, pp, adp, cp, ep, mdp):
         assert got["ep"] == (t % (tp // mdp)) // (tp // mdp // ep)
 
 
+def test_059_builds_moe_dp_from_the_moe_mesh_even_with_attn_cp():
+    c = cfg("0.5.9", tp_size=8, dp_size=2, enable_dp_attention=True, attn_cp_size=2, ep_size=8)
+    g = groups_of(c)
+    assert g["moe_dp"].alias_of is None and g["moe_dp"].ranks == singletons(8)
+    assert g["attn_cp"].ranks == [[0, 2], [1, 3], [4, 6], [5, 7]]
+
+
+def test_0410_builds_every_moe_group():
+    c = cfg("0.4.10", tp_size=8, ep_size=8)
+    g = groups_of(c)
+    assert g["moe_ep"].alias_of is None and g["moe_ep"].ranks == [list(range(8))]
+    assert g["moe_tp"].alias_of is None and g["moe_tp"].ranks == singletons(8)
+
+
 def test_legacy_layout_builds_attention_tp_always_and_last():
     c = cfg("0.5.8.post1", tp_size=8, dp_size=1, ep_size=8)
     kinds = [(g.kind, g.alias_of) for g in sglang.layout(c).groups]
@@ -240,8 +254,12 @@ def test_impossible_sizes_raise_layout_error():
     [
         ("0.4.6", sglang.LAYOUT_V04),
         ("0.4.10", sglang.LAYOUT_V0410),
-        ("0.5.8.post1", sglang.LAYOUT_V0410),
-        ("0.5.9", sglang.LAYOUT_CURRENT),
+        ("0.5.1.post3", sglang.LAYOUT_V0410),
+        ("0.5.2", sglang.LAYOUT_V052),
+        ("0.5.8.post1", sglang.LAYOUT_V052),
+        ("0.5.9", sglang.LAYOUT_V059),
+        ("0.5.10.post1", sglang.LAYOUT_V059),
+        ("0.5.11", sglang.LAYOUT_CURRENT),
         ("0.5.23", sglang.LAYOUT_V0523),
         (None, sglang.LAYOUT_CURRENT),
     ],

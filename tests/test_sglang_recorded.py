@@ -24,28 +24,6 @@ DATA = Path(__file__).parent / "data" / "sglang_recorded"
 NOT_RECORDED = {"world", "attn_dp"}
 
 
-def _known_disagreement(version: str, sizes: dict) -> str | None:
-    """Where rankmap's historical layouts are known to differ from the recorded engine.
-
-    Marked strict xfail, so a fix to diagnose/engines/sglang.py turns them into XPASS
-    failures and this table has to shrink with it.
-    """
-    v = sglang.parse_version(version)
-    assert v is not None
-    tp, ep = sizes["tp"], sizes["ep"]
-    if (0, 4, 10) <= v < (0, 5, 2) and (ep == tp or ep == 1):
-        return (
-            "SGLang < 0.5.2 always builds moe_ep and moe_tp; rankmap's v0.4.10-v0.5.8 "
-            "layout aliases moe_ep (ep == tp) / moe_tp (ep == 1) to tp"
-        )
-    if (0, 5, 9) <= v < (0, 5, 11) and sizes["cp"] > sizes["mdp"]:
-        return (
-            "SGLang < 0.5.11 has no `_MOE_DP = _ATTN_CP` rule: moe_dp is built from the "
-            "MoE mesh; rankmap's current layout aliases it to attn_cp"
-        )
-    return None
-
-
 def _load() -> list[tuple[str, dict]]:
     cases = []
     for path in sorted(DATA.glob("sglang-*.json")):
@@ -57,13 +35,7 @@ def _load() -> list[tuple[str, dict]]:
 
 CASES = _load()
 PARAMS = [
-    pytest.param(
-        c,
-        id=f"{c[0]}-" + "-".join(f"{k}{v}" for k, v in c[1]["sizes"].items()),
-        marks=[pytest.mark.xfail(strict=True, reason=why)]
-        if (why := _known_disagreement(c[0], c[1]["sizes"]))
-        else [],
-    )
+    pytest.param(c, id=f"{c[0]}-" + "-".join(f"{k}{v}" for k, v in c[1]["sizes"].items()))
     for c in CASES
 ]
 

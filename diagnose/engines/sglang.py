@@ -101,9 +101,21 @@ CUTS: dict[str, str] = {
 }
 
 LAYOUT_V04 = "v0.4 (tp, pp, attention_tp)"
-LAYOUT_V0410 = "v0.4.10 – v0.5.8 (moe_ep/moe_tp, attention_tp always built)"
-LAYOUT_CURRENT = "current (attn_cp/moe_dp)"
+LAYOUT_V0410 = "v0.4.10 – v0.5.1 (moe_ep/moe_tp always built, attention_tp last)"
+LAYOUT_V052 = "v0.5.2 – v0.5.8 (moe_ep/moe_tp alias tp, attention_tp last)"
+LAYOUT_V059 = "v0.5.9 – v0.5.10 (attn_cp/moe_dp; moe_dp never aliases attn_cp)"
+LAYOUT_CURRENT = "current: v0.5.11+ (attn_cp/moe_dp; moe_dp may alias attn_cp)"
 LAYOUT_V0523 = "v0.5.23+ (--attn-dp-size, dcp, self_pp)"
+
+# First release of each layout, newest first (boundaries checked against the wheels).
+LAYOUT_RELEASES: tuple[tuple[tuple[int, ...], str], ...] = (
+    ((0, 5, 23), LAYOUT_V0523),
+    ((0, 5, 11), LAYOUT_CURRENT),
+    ((0, 5, 9), LAYOUT_V059),
+    ((0, 5, 2), LAYOUT_V052),
+    ((0, 4, 10), LAYOUT_V0410),
+)
+LEGACY_LAYOUTS = (LAYOUT_V04, LAYOUT_V0410, LAYOUT_V052)
 
 
 class LayoutError(ValueError):
@@ -122,19 +134,15 @@ def parse_version(text: str | None) -> tuple[int, ...] | None:
 def layout_version_for(version: str | None) -> str:
     """Which of SGLang's historical group layouts a release builds.
 
-    attn_cp/moe_dp arrived with the context-parallel refactor (2026-02-13), first
-    released in 0.5.9; --attn-dp-size and the dcp/self_pp groups with 0.5.23.
+    moe_ep/moe_tp arrived in 0.4.10 and became aliases of tp when equal to it in 0.5.2;
+    attn_cp/moe_dp arrived in 0.5.9 and moe_dp started aliasing attn_cp in 0.5.11;
+    --attn-dp-size and the dcp/self_pp groups came with 0.5.23. Unknown: the newest
+    layout before 0.5.23's new flag semantics.
     """
     v = parse_version(version)
     if v is None:
         return LAYOUT_CURRENT
-    if v < (0, 4, 10):
-        return LAYOUT_V04
-    if v < (0, 5, 9):
-        return LAYOUT_V0410
-    if v < (0, 5, 23):
-        return LAYOUT_CURRENT
-    return LAYOUT_V0523
+    return next((lv for first, lv in LAYOUT_RELEASES if v >= first), LAYOUT_V04)
 
 
 @dataclass(frozen=True)
@@ -415,8 +423,8 @@ def build_groups(cfg: SGLangConfig) -> tuple[list[Mesh], list[Group]]:
     groups = [g_world, g_tp]
     if cfg["enable_pdmux"]:
         groups.append(_group("pdmux_prefill_tp", g_tp.ranks, "world", ("tp",)))
-    if lv in (LAYOUT_V04, LAYOUT_V0410):
-        if lv == LAYOUT_V0410:
+    if lv in LEGACY_LAYOUTS:
+        if lv != LAYOUT_V04:
             groups += _moe_groups(cfg, moe, g_tp, with_dp=False)
         groups.append(g_pp)
         groups.append(_group("attention_tp", attn.groups("attn_tp"), "attention", ("attn_tp",)))
@@ -458,20 +466,22 @@ def _moe_groups(
     cfg: SGLangConfig, moe: Mesh, g_tp: Group, with_dp: bool, attn_cp: Group | None = None
 ) -> list[Group]:
     tp_size = cfg["tp_size"]
+    lv = cfg.layout_version
+    aliases_tp = lv != LAYOUT_V0410  # 0.4.10 – 0.5.1 built every MoE group
     out: list[Group] = []
     if with_dp:
         assert attn_cp is not None
-        if cfg["attn_cp_size"] > cfg["moe_dp_size"]:
+        if lv != LAYOUT_V059 and cfg["attn_cp_size"] > cfg["moe_dp_size"]:
             out.append(_alias("moe_dp", attn_cp, "moe", ("moe_dp",)))
         elif cfg["moe_dp_size"] == tp_size:
             out.append(_alias("moe_dp", g_tp, "moe", ("moe_dp",)))
         else:
             out.append(_group("moe_dp", moe.groups("moe_dp"), "moe", ("moe_dp",)))
-    if cfg["ep_size"] == tp_size:
+    if aliases_tp and cfg["ep_size"] == tp_size:
         out.append(_alias("moe_ep", g_tp, "moe", ("ep",)))
     else:
         out.append(_group("moe_ep", moe.groups("ep"), "moe", ("ep",)))
-    if cfg.moe_tp_size == tp_size:
+    if aliases_tp and cfg.moe_tp_size == tp_size:
         out.append(_alias("moe_tp", g_tp, "moe", ("moe_tp",)))
     else:
         out.append(_group("moe_tp", moe.groups("moe_tp"), "moe", ("moe_tp",)))
