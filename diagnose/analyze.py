@@ -8,11 +8,12 @@ from pathlib import Path
 from diagnose import graph as rank_graph
 from diagnose.assemble import Assembled, assemble
 from diagnose.discover import Candidate, discover, single_file
-from diagnose.engines import sglang, sglang_text
+from diagnose.engines import registry
+from diagnose.engines.base import Engine, EngineConfig
 from diagnose.model import Finding, InputFile, Layout, Param, Source
 from parsers.hf_config import ModelConfigError, ModelFacts, load_config_json, resolve_model
 from parsers.launch_cmd import LaunchCommand
-from parsers.sglang_log import SGLangLog, parse_sglang_log
+from parsers.sglang_log import SGLangLog
 from rules import catalog
 from rules.base import Context
 
@@ -28,6 +29,7 @@ class Options:
     nnodes: int | None = None
     model_config: Path | None = None
     engine_version: str | None = None
+    engine: str | None = None
 
 
 @dataclass
@@ -35,7 +37,8 @@ class Analysis:
     """Everything the report, the terminal summary and the JSON document show."""
 
     mode: str
-    cfg: sglang.SGLangConfig
+    engine: Engine
+    cfg: EngineConfig
     layout: Layout | None
     layout_error: str | None
     model: ModelFacts | None
@@ -74,7 +77,7 @@ def _read_one(cand: Candidate) -> tuple[InputFile, SGLangLog | None, ModelFacts 
         if cand.format == "hf-config":
             model = load_config_json(cand.path)
             return InputFile(cand.display, cand.format, "parsed", None, cand.size), None, model
-        log = parse_sglang_log(cand.path, cand.display)
+        log = registry.engine(cand.engine).parse_log(cand.path, cand.display)
     except (OSError, ValueError, ModelConfigError) as exc:
         return InputFile(cand.display, cand.format, "failed", str(exc), cand.size), None, None
     if not _says_anything(log):
@@ -105,16 +108,18 @@ def analyse(
         raise BadInput(f"no SGLang configuration found in the inputs ({_input_summary(inputs)})")
     params = _complete(assembled, options)
     model = _model(params, options, models or [])
-    cfg = sglang.resolve(params, options.engine_version or assembled.version, model)
-    layout, layout_error = _layout(cfg, assembled)
+    engine = _engine(logs, extra_commands or [], options)
+    cfg = engine.resolve(params, options.engine_version or assembled.version, model)
+    layout, layout_error = _layout(engine, cfg, assembled)
     graph = None
     if layout is not None:
         graph = rank_graph.build(layout)
         rank_graph.annotate_hosts(layout, graph)
-        sglang_text.annotate(cfg, layout.groups)
+        engine.annotate(cfg, layout.groups)
     ctx = Context(
         cfg=cfg,
         layout=layout,
+        shape=cfg.shape(model),
         model=model,
         gpus_per_node=options.gpus_per_node,
         graph=graph,
@@ -127,6 +132,7 @@ def analyse(
     findings = catalog.run(ctx)
     analysis = Analysis(
         mode=mode,
+        engine=engine,
         cfg=cfg,
         layout=layout,
         layout_error=layout_error,
@@ -186,21 +192,31 @@ def _model(
     return model or (found[0] if found else None)
 
 
-def _layout(cfg: sglang.SGLangConfig, assembled: Assembled) -> tuple[Layout | None, str | None]:
+def _engine(logs: list[SGLangLog], commands: list[LaunchCommand], options: Options) -> Engine:
+    """The engine of the job: --engine, else what the launch command or most logs are."""
+    if options.engine:
+        return registry.engine(options.engine)
+    names = [c.engine for c in commands] or [log.engine for log in logs]
+    return registry.engine(max(set(names), key=names.count) if names else "sglang")
+
+
+def _layout(
+    engine: Engine, cfg: EngineConfig, assembled: Assembled
+) -> tuple[Layout | None, str | None]:
+    """The expected layout, with node → host names from whatever the logs tell."""
     try:
         hosts = dict(assembled.node_hosts)
-        probe = sglang.placement(cfg)
-        for p in probe:
+        for p in engine.placement(cfg):
             host = assembled.rank_hosts.get(p.rank)
             if host and p.node is not None:
                 hosts.setdefault(p.node, host)
-        return sglang.layout(cfg, hosts), None
-    except (sglang.LayoutError, ZeroDivisionError, TypeError) as exc:
+        return engine.layout(cfg, hosts), None
+    except engine.layout_errors as exc:
         return None, str(exc)
 
 
 def _unknowns(
-    cfg: sglang.SGLangConfig,
+    cfg: EngineConfig,
     model: ModelFacts | None,
     options: Options,
     assembled: Assembled,

@@ -12,13 +12,14 @@ import click
 
 from diagnose import __version__
 from diagnose.analyze import BadInput, Options, analyse, read_inputs
+from diagnose.engines import registry
 from diagnose.glossary import TERMS, find_term
 from diagnose.model import SEVERITY_ORDER
 from diagnose.report_html import render_html
 from diagnose.resources import sample_logs_dir
 from diagnose.result import document
 from diagnose.terminal import summary
-from parsers.launch_cmd import LaunchError, parse_command
+from parsers.launch_cmd import LaunchError
 from rules.catalog import RULES, find_rule
 
 SAMPLE = "seed_dsv32_tp8_dp2_attncp2"
@@ -35,6 +36,11 @@ def _shared(f: Any) -> Any:
         click.option("--json", "json_out", metavar="PATH|-", help="Write the rankmap/1 JSON."),
         click.option("--gpus-per-node", type=click.IntRange(min=1), help="GPUs in each node."),
         click.option("--nnodes", type=click.IntRange(min=1), help="Override the node count."),
+        click.option(
+            "--engine",
+            type=click.Choice(sorted(registry.ENGINES)),
+            help="The engine, when the inputs do not make it clear.",
+        ),
         click.option(
             "--engine-version",
             metavar="VERSION",
@@ -67,7 +73,7 @@ def main() -> None:
 def _finish(doc: dict[str, Any], json_out: str | None, fail_on: str, explain: bool) -> None:
     to_stdout = json_out == "-"
     echo_summary = click.echo if not to_stdout else (lambda s: click.echo(s, err=True))
-    for line in summary(doc, explain):
+    for line in summary(doc, explain, registry.engine(doc["engine"]).key_params):
         echo_summary(line)
     if json_out:
         text = json.dumps(doc, indent=2, default=str)
@@ -107,6 +113,7 @@ def report(
     json_out: str | None,
     gpus_per_node: int | None,
     nnodes: int | None,
+    engine: str | None,
     engine_version: str | None,
     model_config: Path | None,
     fail_on: str,
@@ -121,7 +128,7 @@ def report(
         logdir = sample_logs_dir() / SAMPLE
         gpus_per_node = gpus_per_node or 8
     logs, inputs, models = read_inputs(logdir)
-    options = Options(gpus_per_node, nnodes, model_config, engine_version)
+    options = Options(gpus_per_node, nnodes, model_config, engine_version, engine)
     try:
         analysis = analyse(logs, inputs, options, "report", models=models)
     except BadInput as exc:
@@ -149,6 +156,7 @@ def check(
     json_out: str | None,
     gpus_per_node: int | None,
     nnodes: int | None,
+    engine: str | None,
     engine_version: str | None,
     model_config: Path | None,
     fail_on: str,
@@ -161,10 +169,10 @@ def check(
     if len(argv) == 1 and " " in argv[0]:
         argv = shlex.split(argv[0])
     try:
-        cmd = parse_command(argv)
+        cmd = registry.parse_any_command(argv)
     except LaunchError as exc:
         raise InputError(str(exc)) from exc
-    options = Options(gpus_per_node, nnodes, model_config, engine_version)
+    options = Options(gpus_per_node, nnodes, model_config, engine_version, engine)
     try:
         analysis = analyse([], [], options, "check", extra_commands=[cmd])
     except BadInput as exc:

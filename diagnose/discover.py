@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from parsers.sglang_log import sniff_sglang
+from diagnose.engines import registry
 
 HEAD_BYTES = 65536
 
@@ -25,29 +25,32 @@ class Candidate:
     size: int
     format: str
     skip_reason: str | None = None
+    engine: str | None = None
 
 
-def _sniff(path: Path, head: bytes) -> tuple[str, str | None]:
+def _sniff(path: Path, head: bytes) -> tuple[str, str | None, str | None]:
+    """(format, skip reason, engine whose parser reads it)."""
     if head[:2] == b"\x1f\x8b":
-        return "gzip", "compressed file: profiler traces and compressed logs are not read yet"
+        return "gzip", "compressed file: profiler traces and compressed logs are not read yet", None
     if b"\x00" in head[:4096]:
-        return "binary", "binary file (Flight Recorder dumps are not read yet)"
+        return "binary", "binary file (Flight Recorder dumps are not read yet)", None
     if path.suffix.lower() in (".md", ".rst") or path.stem.upper() == "README":
-        return "text", "documentation, not a log"
+        return "text", "documentation, not a log", None
     text = head.decode("utf-8", errors="replace")
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         if '"architectures"' in text or '"num_hidden_layers"' in text:
-            return "hf-config", None
+            return "hf-config", None, None
         if '"traceEvents"' in text or '"distributedInfo"' in text:
-            return "kineto-trace", "profiler trace: not read yet"
-        return "json", "JSON file that is not a model config.json"
-    if sniff_sglang(text):
-        return "sglang-log", None
-    if "sglang.launch_server" in text or "sglang serve" in text:
-        return "launch-script", None
+            return "kineto-trace", "profiler trace: not read yet", None
+        return "json", "JSON file that is not a model config.json", None
+    engine = registry.sniff(text)
+    if engine is not None:
+        script = path.suffix == ".sh" or text.startswith("#!")
+        return f"{engine.name}-{'launch-script' if script else 'log'}", None, engine.name
     if " NCCL INFO " in text or " NCCL WARN " in text:
-        return "nccl-log", None
-    return "text", "no SGLang, NCCL or launch-command lines recognised"
+        # The engine parsers read NCCL lines too; a dedicated NCCL reader is not here yet.
+        return "nccl-log", None, "sglang"
+    return "text", "no engine, NCCL or launch-command lines recognised", None
 
 
 def discover(root: Path) -> list[Candidate]:
@@ -78,8 +81,8 @@ def _candidate(root: Path, path: Path, display: str) -> Candidate:
         return Candidate(path, display, 0, "unreadable", f"cannot read: {exc.strerror or exc}")
     if size == 0:
         return Candidate(path, display, 0, "empty", "empty file")
-    fmt, reason = _sniff(path, head)
-    return Candidate(path, display, size, fmt, reason)
+    fmt, reason, engine = _sniff(path, head)
+    return Candidate(path, display, size, fmt, reason, engine)
 
 
 def single_file(path: Path) -> Candidate:

@@ -10,7 +10,6 @@ from typing import Any
 
 from diagnose import __version__
 from diagnose.analyze import Analysis
-from diagnose.engines import sglang
 from diagnose.model import SEVERITY_ORDER
 from rules.catalog import find_rule
 
@@ -65,32 +64,15 @@ def _groups(analysis: Analysis) -> list[dict[str, Any]]:
 
 
 def _coords(analysis: Analysis) -> dict[str, str]:
-    """Per-rank coordinate strings, naming only the dimensions this layout splits."""
-    layout, cfg = analysis.layout, analysis.cfg
-    if layout is None:
+    """Per-rank coordinate strings of the first replica, with the rank's host and GPU."""
+    if analysis.layout is None:
         return {}
-    tp = cfg["tp_size"]
-    sizes = {
-        "pp": cfg["pp_size"],
-        "attn_cp": cfg["attn_cp_size"],
-        "attn_tp": cfg.attn_tp_size if cfg.attn_tp_size != tp else 1,
-        "moe_dp": cfg["moe_dp_size"],
-        "ep": cfg["ep_size"],
-        "moe_tp": cfg.moe_tp_size if cfg.moe_tp_size != tp else 1,
-    }
-    labels = {"pp": "PP", "attn_cp": "ATTN_CP", "attn_tp": "ATTN_TP", "moe_dp": "MOE_DP"}
-    labels |= {"ep": "EP", "moe_tp": "MOE_TP"}
     out = {}
-    for p in layout.placement:
+    for p in analysis.layout.placement:
         if p.replica:
             continue
-        c = sglang.coordinates(cfg, p.rank)
-        parts = [f"DP{c['dp']}"] if "dp" in c else []
-        parts += [f"{labels[k]}{c[k]}" for k in ("pp", "attn_cp", "attn_tp") if sizes[k] > 1]
-        parts.append(f"TP{c['tp']}")
-        parts += [f"{labels[k]}{c[k]}" for k in ("moe_dp", "ep", "moe_tp") if sizes[k] > 1]
-        parts.append(f"{p.host} GPU{p.gpu}")
-        out[str(p.rank)] = f"rank {p.rank}: " + " · ".join(parts)
+        tokens = analysis.engine.coordinates(analysis.cfg, p.rank, 0)
+        out[str(p.rank)] = f"rank {p.rank}: " + " · ".join([*tokens, f"{p.host} GPU{p.gpu}"])
     return out
 
 
@@ -134,7 +116,7 @@ def document(analysis: Analysis) -> dict[str, Any]:
         "command": analysis.command,
         "logdir": analysis.logdir,
         "sample": analysis.sample,
-        "engine": "sglang",
+        "engine": analysis.engine.name,
         "engine_version": cfg.version,
         "layout_version": cfg.layout_version,
         "world_size": layout.world_size if layout else None,

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
-KEY_PARAMS = (
-    "tp_size",
-    "pp_size",
-    "dp_size",
-    "enable_dp_attention",
-    "attn_dp_size",
-    "attn_cp_size",
-    "moe_dp_size",
-    "ep_size",
-    "moe_a2a_backend",
-    "nnodes",
-    "model_path",
-)
 
 
 def _ranks(ranks: list[list[int]], limit: int = 6) -> str:
@@ -28,7 +16,7 @@ def _ranks(ranks: list[list[int]], limit: int = 6) -> str:
     return shown + more
 
 
-def summary(doc: dict[str, Any], explain: bool) -> list[str]:
+def summary(doc: dict[str, Any], explain: bool, key_params: Sequence[str]) -> list[str]:
     """Lines of the summary; `explain` adds each group's explanation (pre-flight)."""
     v = doc["verdict"]
     head = f"rankmap · {doc['engine']} {doc['engine_version'] or '(version unknown)'}"
@@ -44,13 +32,13 @@ def summary(doc: dict[str, Any], explain: bool) -> list[str]:
     lines.append(f"{status}  {v['headline']}")
     lines.append("")
     lines.append("Parameters:")
-    for name in KEY_PARAMS:
+    for name in key_params:
         p = doc["params"].get(name)
         if p is not None:
             lines.append(f"  {name:<20} {p['value']!s:<12} {p['source']}")
     if doc["groups"]:
         lines.append("")
-        lines.append("Groups (SGLang's creation order):")
+        lines.append("Groups (in the engine's creation order):")
         for g in doc["groups"]:
             if g["kind"] == "world":
                 continue

@@ -134,6 +134,7 @@ class LaunchCommand:
     text: str
     file: str | None = None
     line: int | None = None
+    engine: str = "sglang"
 
 
 def parse_command(

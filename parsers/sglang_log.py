@@ -101,6 +101,7 @@ class SGLangLog:
     events: list[Evidence]
     hosts: pl.DataFrame
     nccl_comms: pl.DataFrame
+    engine: str = "sglang"
 
 
 def sniff_sglang(head: str) -> bool:

@@ -17,15 +17,16 @@ from diagnose.model import Evidence, Finding, Layout, Severity
 if TYPE_CHECKING:
     import networkx as nx
 
-    from diagnose.engines.sglang import SGLangConfig
+    from diagnose.engines.base import Shape
 
 
 @dataclass
 class Context:
     """Everything a rule may look at for one analysed job."""
 
-    cfg: SGLangConfig
+    cfg: Any
     layout: Layout | None
+    shape: Shape | None = None
     model: Any = None
     gpus_per_node: int | None = None
     graph: nx.Graph | None = None
@@ -61,6 +62,7 @@ class Rule:
     why: str
     fix: str
     check: Check
+    engines: tuple[str, ...] | None = None  # None: every engine
 
     def finding(
         self,

@@ -21,5 +21,7 @@ def find_rule(rule_id: str) -> Rule | None:
 
 def run(ctx: Context) -> list[Finding]:
     """All findings, most severe first, in catalogue order within a severity."""
-    findings = [f for rule in RULES for f in rule.check(ctx)]
+    engine = ctx.cfg.engine
+    applicable = [r for r in RULES if r.engines is None or engine in r.engines]
+    findings = [f for rule in applicable for f in rule.check(ctx)]
     return sorted(findings, key=lambda f: -SEVERITY_ORDER[f.severity])

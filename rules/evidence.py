@@ -66,6 +66,7 @@ PREFIXES = Rule(
     "usually a log from another run or an SGLang version with another layout.",
     "Point rankmap at the logs of one run, or pass the launch command that produced them.",
     _prefixes,
+    engines=("sglang",),
 )
 
 

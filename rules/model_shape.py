@@ -8,27 +8,20 @@ from diagnose.model import Finding
 from rules.base import Context, Rule
 
 
-def _attn_width(ctx: Context) -> tuple[int, str]:
-    """The width attention heads are split over: attention TP in MoE/MLA-aware models."""
-    c, m = ctx.cfg, ctx.model
-    if m.is_moe or m.is_mla:
-        return c.attn_tp_size, "attn_tp_size"
-    return c["tp_size"], "tp_size"
-
-
 def _model_ev(ctx: Context) -> tuple:
-    return ctx.evidence_for("tp_size", "dp_size", "attn_cp_size", "model_path")
+    assert ctx.shape is not None
+    return ctx.evidence_for(*ctx.shape.params.get("attention", ()))
 
 
 def _heads(ctx: Context) -> Iterable[Finding]:
-    m = ctx.model
-    if m is None or not m.num_attention_heads or ctx.layout is None:
+    m, shape = ctx.model, ctx.shape
+    if m is None or not m.num_attention_heads or ctx.layout is None or shape is None:
         return
-    w, name = _attn_width(ctx)
+    w, name = shape.attention_width, shape.attention_width_name
     if m.num_attention_heads % w:
         yield HEADS.finding(
             f"{m.name} has {m.num_attention_heads} attention heads, not divisible by {name} = "
-            f"{w}: SGLang's `assert total_num_heads % attn_tp_size == 0` fails while loading.",
+            f"{w}: the engine asserts this while building the attention layers.",
             _model_ev(ctx),
         )
 
@@ -49,20 +42,20 @@ HEADS = Rule(
 
 
 def _kv_heads(ctx: Context) -> Iterable[Finding]:
-    m = ctx.model
-    if m is None or m.is_mla or not m.num_key_value_heads or ctx.layout is None:
+    m, shape = ctx.model, ctx.shape
+    if m is None or m.is_mla or not m.num_key_value_heads or ctx.layout is None or shape is None:
         return
     kv = m.num_key_value_heads
-    w, name = _attn_width(ctx)
+    w, name = shape.attention_width, shape.attention_width_name
     if kv >= w and kv % w:
         yield KV_HEADS.finding(
-            f"{m.name} has {kv} KV heads, not divisible by {name} = {w}: SGLang asserts.",
+            f"{m.name} has {kv} KV heads, not divisible by {name} = {w}: the engine asserts.",
             _model_ev(ctx),
             severity="error",
         )
     elif kv < w and w % kv:
         yield KV_HEADS.finding(
-            f"{name} = {w} is not a multiple of {m.name}'s {kv} KV heads: SGLang asserts.",
+            f"{name} = {w} is not a multiple of {m.name}'s {kv} KV heads: the engine asserts.",
             _model_ev(ctx),
             severity="error",
         )
@@ -89,16 +82,17 @@ KV_HEADS = Rule(
 
 
 def _mla_tp(ctx: Context) -> Iterable[Finding]:
-    m, c = ctx.model, ctx.cfg
-    if m is None or not m.is_mla or ctx.layout is None or c.attn_tp_size <= 1:
+    m, shape = ctx.model, ctx.shape
+    if m is None or not m.is_mla or ctx.layout is None or shape is None:
+        return
+    w = shape.attention_width
+    if w <= 1:
         return
     yield MLA_TP.finding(
         f"{m.name} uses MLA (one latent KV of rank {m.kv_lora_rank} per token): with attention "
-        f"TP {c.attn_tp_size} every rank stores the same latent KV, {c.attn_tp_size}× the KV "
-        "memory for no gain.",
+        f"TP {w} every rank stores the same latent KV, {w}× the KV memory for no gain.",
         _model_ev(ctx),
-        fix=f"Use DP attention wide enough for attn_tp_size 1: --dp "
-        f"{c['tp_size'] // c['attn_cp_size']} --enable-dp-attention.",
+        fix=shape.fix(MLA_TP.id, MLA_TP.fix),
     )
 
 
@@ -117,21 +111,21 @@ MLA_TP = Rule(
 
 
 def _experts(ctx: Context) -> Iterable[Finding]:
-    m, c = ctx.model, ctx.cfg
-    if m is None or not m.is_moe or ctx.layout is None:
+    m, shape = ctx.model, ctx.shape
+    if m is None or not m.is_moe or ctx.layout is None or shape is None:
         return
-    ep, mtp = c["ep_size"], c.moe_tp_size
-    ev = ctx.evidence_for("ep_size", "tp_size", "moe_a2a_backend")
+    ep, mtp = shape.ep, shape.moe_tp
+    ev = ctx.evidence_for(*shape.params.get("ep", ()))
     if m.n_routed_experts % ep:
         yield EXPERTS.finding(
-            f"{m.name} has {m.n_routed_experts} routed experts, not divisible by ep_size {ep}: "
-            "SGLang asserts while building the MoE layer.",
+            f"{m.name} has {m.n_routed_experts} routed experts, not divisible by the EP size "
+            f"{ep}: the engine asserts while building the MoE layer.",
             ev,
         )
     if m.moe_intermediate_size and m.moe_intermediate_size % mtp:
         yield EXPERTS.finding(
-            f"moe_intermediate_size {m.moe_intermediate_size} is not divisible by moe_tp_size "
-            f"{mtp} (tp_size {c['tp_size']} / ep_size {ep} / moe_dp_size {c['moe_dp_size']}).",
+            f"moe_intermediate_size {m.moe_intermediate_size} is not divisible by the MoE-TP "
+            f"size {mtp}: each MoE-TP rank needs a whole slice of every expert.",
             ev,
         )
 
@@ -150,32 +144,25 @@ EXPERTS = Rule(
 )
 
 
-def _split(layers: int, pp: int) -> list[int]:
-    """SGLang's even split: the last `layers % pp` stages take one extra layer."""
-    base, extra = divmod(layers, pp)
-    return [base + (1 if i >= pp - extra else 0) for i in range(pp)]
-
-
 def _layers(ctx: Context) -> Iterable[Finding]:
-    m, c = ctx.model, ctx.cfg
-    pp = c["pp_size"]
-    if m is None or not m.num_hidden_layers or pp <= 1 or ctx.layout is None:
+    m, shape = ctx.model, ctx.shape
+    if m is None or shape is None or not m.num_hidden_layers or shape.pp <= 1:
         return
+    pp = shape.pp
     if m.num_hidden_layers < pp:
         yield LAYERS.finding(
             f"{m.name} has {m.num_hidden_layers} layers for {pp} pipeline stages: some stages "
             "get no layer.",
-            ctx.evidence_for("pp_size"),
+            ctx.evidence_for(*shape.params.get("pp", ())),
             severity="error",
         )
         return
-    split = _split(m.num_hidden_layers, pp)
+    split = shape.layer_split(m.num_hidden_layers, pp)
     if len(set(split)) > 1:
         yield LAYERS.finding(
-            f"{m.num_hidden_layers} layers over {pp} stages do not divide evenly; SGLang gives "
-            f"the last {m.num_hidden_layers % pp} stage(s) one more: {split}. The slowest stage "
-            "sets the pace.",
-            ctx.evidence_for("pp_size"),
+            f"{m.num_hidden_layers} layers over {pp} stages do not divide evenly; the engine "
+            f"splits them as {split}. The stage with most layers sets the pace.",
+            ctx.evidence_for(*shape.params.get("pp", ())),
         )
 
 
@@ -193,13 +180,13 @@ LAYERS = Rule(
 
 
 def _ep_on_dense(ctx: Context) -> Iterable[Finding]:
-    m, c = ctx.model, ctx.cfg
-    if m is None or m.is_moe or c["ep_size"] <= 1:
+    m, shape = ctx.model, ctx.shape
+    if m is None or shape is None or m.is_moe or shape.ep <= 1:
         return
     yield EP_DENSE.finding(
-        f"ep_size {c['ep_size']} is set but {m.name} has no experts: the flag changes nothing "
-        "(the MOE_EP groups exist and stay idle).",
-        ctx.evidence_for("ep_size", "moe_a2a_backend"),
+        f"EP size {shape.ep} is set but {m.name} has no experts: the flag changes nothing "
+        "(the expert-parallel groups exist and stay idle).",
+        ctx.evidence_for(*shape.params.get("ep", ())),
     )
 
 

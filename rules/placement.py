@@ -13,29 +13,16 @@ NVLINK_GBPS = 450.0  # H100/H200 NVLink 4: 900 GB/s bidirectional, 450 GB/s each
 NIC_GBPS = 50.0  # one 400 Gb/s NDR InfiniBand NIC per GPU
 DECODE_BATCH = 128  # tokens per decode step used to put a number on the cost
 
-ALLREDUCE_KINDS = ("tp", "attention_tp", "moe_tp")
-
 
 def _crossing(groups: list[Group]) -> list[Group]:
     return [g for g in groups if any(len(h) > 1 for h in g.hosts)]
 
 
 def _busy_allreduce_groups(ctx: Context) -> list[Group]:
-    """The all-reduce-carrying groups this configuration actually keeps busy."""
-    c, layout = ctx.cfg, ctx.layout
-    assert layout is not None
-    busy = []
-    model = ctx.model
-    for kind in ALLREDUCE_KINDS:
-        g = layout.group(kind)
-        if g is None or g.size <= 1:
-            continue
-        if kind == "tp" and c["enable_dp_attention"] and c["moe_dense_tp_size"] == 1:
-            continue  # attention on attention_tp, dense MLP replicated, experts on EP
-        if kind == "moe_tp" and model is not None and not model.is_moe:
-            continue
-        busy.append(g)
-    return busy
+    """The all-reduce-carrying groups (of size > 1) the engine says this config keeps busy."""
+    assert ctx.layout is not None and ctx.shape is not None
+    groups = (ctx.layout.group(kind) for kind in ctx.shape.allreduce_kinds)
+    return [g for g in groups if g is not None and g.size > 1]
 
 
 def _cost(ctx: Context, size: int) -> str:
@@ -73,7 +60,7 @@ def _spans_evidence(ctx: Context, size: int) -> list[Evidence]:
 
 
 def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
-    if ctx.layout is None:
+    if ctx.layout is None or ctx.shape is None:
         return
     seen: set[tuple[tuple[int, ...], ...]] = set()
     for g in _crossing(_busy_allreduce_groups(ctx)):
@@ -89,17 +76,6 @@ def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
         also = f" (the same ranks as {', '.join(same)})" if same else ""
         first = next(h for h in g.hosts if len(h) > 1)
         n_cross = sum(1 for h in g.hosts if len(h) > 1)
-        c = ctx.cfg
-        nodes = c["nnodes"]
-        alternatives = (
-            f"Keep it inside one node: --tp {g.size // len(first)} "
-            f"--pp-size {nodes * c['pp_size']} puts TP on NVLink and the {nodes} nodes on "
-            "pipeline stages (PP sends one activation per stage boundary, fine across nodes); "
-            "or, for MoE/MLA models, DP "
-            f"attention with EP: --tp {c['tp_size']} --dp {c['tp_size']} --enable-dp-attention "
-            "--moe-dense-tp-size 1 --moe-a2a-backend deepep, so attention stays per rank and "
-            "only the expert all-to-all crosses nodes over RDMA."
-        )
         subject = (
             f"The {g.label} group of {g.size} spans"
             if n_cross == 1 and len(g.ranks) == 1
@@ -108,8 +84,8 @@ def _allreduce_across_nodes(ctx: Context) -> Iterable[Finding]:
         yield TP_ACROSS_NODES.finding(
             f"{subject} {len(first)} nodes ({', '.join(first)}){also}: their per-layer "
             "all-reduces run over the network. " + _cost(ctx, g.size),
-            list(ctx.evidence_for("tp_size", "nnodes")) + _spans_evidence(ctx, g.size),
-            fix=alternatives,
+            list(ctx.evidence_for(*ctx.shape.params.get("tp", ()))) + _spans_evidence(ctx, g.size),
+            fix=ctx.shape.fix(TP_ACROSS_NODES.id, TP_ACROSS_NODES.fix),
         )
 
 
@@ -129,33 +105,24 @@ TP_ACROSS_NODES = Rule(
 )
 
 
-def _gpus_used_per_node(ctx: Context) -> int:
-    c = ctx.cfg
-    per_world = c["tp_size"] * c["pp_size"] // max(c["nnodes"], 1)
-    return per_world * ctx.cfg.replicas * c["gpu_id_step"] + c["base_gpu_id"]
-
-
 def _gpu_fit(ctx: Context) -> Iterable[Finding]:
-    c, gpn = ctx.cfg, ctx.gpus_per_node
-    if gpn is None or ctx.layout is None:
+    shape, gpn = ctx.shape, ctx.gpus_per_node
+    if gpn is None or ctx.layout is None or shape is None:
         return
-    used = _gpus_used_per_node(ctx)
-    ev = ctx.evidence_for("tp_size", "pp_size", "nnodes", "dp_size", "base_gpu_id")
-    shape = f"tp_size × pp_size / nnodes = {c['tp_size']} × {c['pp_size']} / {c['nnodes']}"
-    if ctx.cfg.replicas > 1:
-        shape += f", × {ctx.cfg.replicas} DP replicas"
+    used = shape.gpus_used_per_node
+    ev = ctx.evidence_for(*shape.params.get("fit", ()))
     if used > gpn:
         yield GPU_FIT.finding(
-            f"Each node needs GPU ids up to {used - 1} ({shape}) but has {gpn} GPUs: the "
-            "schedulers of the extra ranks fail with an invalid device ordinal.",
+            f"Each node needs GPU ids up to {used - 1} ({shape.per_node_formula}) but has {gpn} "
+            "GPUs: the ranks beyond them fail with an invalid device ordinal.",
             ev,
             severity="error",
         )
     elif used < gpn:
         idle = gpn - used
         yield GPU_FIT.finding(
-            f"Each node runs {used} of its {gpn} GPUs ({shape}); {idle} GPU"
-            f"{'s' if idle > 1 else ''} per node stay idle. --tp-size is the total across "
+            f"Each node runs {used} of its {gpn} GPUs ({shape.per_node_formula}); {idle} GPU"
+            f"{'s' if idle > 1 else ''} per node stay idle. The TP size is the total across "
             "nodes, not per node.",
             ev,
         )
@@ -176,14 +143,14 @@ GPU_FIT = Rule(
 
 
 def _pp_across_nodes(ctx: Context) -> Iterable[Finding]:
-    if ctx.layout is None:
+    if ctx.layout is None or ctx.shape is None:
         return
-    pp = ctx.layout.group("pp")
+    pp = ctx.layout.group(ctx.shape.pp_kind)
     if pp and pp.size > 1 and _crossing([pp]):
         yield PP_ACROSS_NODES.finding(
             f"PP groups of {pp.size} span nodes: stages hand activations across the network "
             "once per stage boundary, which is the cheap way to use several nodes.",
-            ctx.evidence_for("pp_size", "nnodes"),
+            ctx.evidence_for(*ctx.shape.params.get("pp", ())),
         )
 
 
@@ -202,18 +169,19 @@ PP_ACROSS_NODES = Rule(
 
 
 def _ep_across_nodes(ctx: Context) -> Iterable[Finding]:
-    c, layout = ctx.cfg, ctx.layout
-    if layout is None or c["moe_a2a_backend"] not in ("none", None):
+    shape, layout = ctx.shape, ctx.layout
+    if layout is None or shape is None or shape.ep_kind is None or shape.a2a_backend != "none":
         return
     if ctx.model is not None and not ctx.model.is_moe:
         return
-    ep = layout.group("moe_ep")
+    ep = layout.group(shape.ep_kind)
     if ep and ep.size > 1 and _crossing([ep]):
         yield EP_ACROSS_NODES.finding(
-            f"MOE_EP groups of {ep.size} span nodes with --moe-a2a-backend none: expert "
+            f"{ep.label} groups of {ep.size} span nodes without an all-to-all backend: expert "
             "dispatch runs as all-reduce/all-gather over the network instead of an RDMA "
             "all-to-all.",
-            ctx.evidence_for("ep_size", "moe_a2a_backend", "nnodes"),
+            ctx.evidence_for(*shape.params.get("ep", ())),
+            fix=shape.fix(EP_ACROSS_NODES.id, EP_ACROSS_NODES.fix),
         )
 
 
@@ -221,12 +189,13 @@ EP_ACROSS_NODES = Rule(
     "RM104",
     "Expert parallel across nodes without an all-to-all backend",
     "warning",
-    "An MOE_EP group that spans nodes while moe_a2a_backend is 'none'.",
+    "An expert-parallel group that spans nodes while no all-to-all backend is configured "
+    "(SGLang: moe_a2a_backend 'none').",
     "DeepEP measures ~726 GB/s for EP8 over NVLink but ~90 GB/s for EP 8×2 over CX7 RDMA; "
-    "without an a2a backend SGLang dispatches tokens with all-reduce/all-gather on the "
-    "group, which moves far more bytes over the slow links.",
-    "Add --moe-a2a-backend deepep (or mooncake) on RDMA-capable nodes, or keep --ep-size "
-    "within one node.",
+    "without an a2a backend tokens are dispatched with all-reduce/all-gather on the group, "
+    "which moves far more bytes over the slow links.",
+    "Use an RDMA all-to-all backend (SGLang --moe-a2a-backend deepep or mooncake), or keep "
+    "EP within one node.",
     _ep_across_nodes,
 )
 

@@ -52,7 +52,7 @@ def _validation_rule(
                     ctx.evidence_for(*cond.params),
                 )
 
-    rule = Rule(rule_id, title, "error", what, why, fix, check)
+    rule = Rule(rule_id, title, "error", what, why, fix, check, engines=("sglang",))
     return rule
 
 

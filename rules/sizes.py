@@ -56,6 +56,7 @@ INVARIANTS = Rule(
     "Pick --dp-size, --attn-cp-size, --ep-size and --moe-dp-size as divisors whose "
     "products divide --tp-size.",
     _invariants,
+    engines=("sglang",),
 )
 
 RULES: tuple[Rule, ...] = (INVARIANTS,)

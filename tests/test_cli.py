@@ -85,10 +85,10 @@ def test_rewrite_is_recorded_as_provenance():
     assert doc["params"]["ep_size"]["source"].startswith("engine rewrite:")
 
 
-def test_not_an_sglang_command_is_a_usage_error():
+def test_unknown_launch_command_is_a_usage_error():
     code, out = run("check", "--", "python", "train.py", "--tp", "8")
     assert code == 2
-    assert "not an SGLang launch command" in out
+    assert "not a launch command of a known engine" in out
 
 
 def test_ambiguous_flag_is_rejected_as_argparse_would():

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from diagnose.engines.base import Derived, Shape
 from diagnose.model import (
     DEFAULT,
     Axis,
@@ -145,15 +146,6 @@ def layout_version_for(version: str | None) -> str:
     return next((lv for first, lv in LAYOUT_RELEASES if v >= first), LAYOUT_V04)
 
 
-@dataclass(frozen=True)
-class Derived:
-    """A size SGLang computes from the parameters, with the arithmetic spelled out."""
-
-    name: str
-    value: int
-    formula: str
-
-
 @dataclass
 class SGLangConfig:
     """Parameters after SGLang's own rewrites, each with where its value came from."""
@@ -162,6 +154,7 @@ class SGLangConfig:
     version: str | None
     layout_version: str
     rewrites: list[str] = field(default_factory=list)
+    engine: str = "sglang"
 
     def __getitem__(self, name: str) -> Any:
         return self.params[name].value
@@ -233,6 +226,73 @@ class SGLangConfig:
                 )
             )
         return out
+
+    def shape(self, model: Any) -> Shape:
+        tp, pp, nnodes = self["tp_size"], self["pp_size"], max(self["nnodes"], 1)
+        per_node = tp * pp // nnodes * self.replicas * self["gpu_id_step"] + self["base_gpu_id"]
+        moe_or_mla = model is not None and (model.is_moe or model.is_mla)
+        dp_wide = tp // max(self["attn_cp_size"], 1)
+        return Shape(
+            tp=tp,
+            pp=pp,
+            nnodes=nnodes,
+            gpus_used_per_node=per_node,
+            attention_width=self.attn_tp_size if moe_or_mla else tp,
+            attention_width_name="attn_tp_size" if moe_or_mla else "tp_size",
+            ep=self["ep_size"],
+            moe_tp=self.moe_tp_size,
+            ep_kind="moe_ep",
+            a2a_backend=self["moe_a2a_backend"],
+            allreduce_kinds=self._busy_allreduce_kinds(model),
+            layer_split=layer_split,
+            replicas=self.replicas,
+            per_node_formula=(
+                f"tp_size × pp_size / nnodes = {tp} × {pp} / {nnodes}"
+                + (f", × {self.replicas} DP replicas" if self.replicas > 1 else "")
+            ),
+            params={
+                "tp": ("tp_size", "nnodes"),
+                "pp": ("pp_size", "nnodes"),
+                "fit": ("tp_size", "pp_size", "nnodes", "dp_size", "base_gpu_id"),
+                "attention": ("tp_size", "dp_size", "attn_cp_size", "model_path"),
+                "ep": ("ep_size", "tp_size", "moe_a2a_backend", "nnodes"),
+            },
+            hints={
+                "RM101": (
+                    f"Keep TP inside one node: --tp {tp // nnodes if nnodes <= tp else tp} "
+                    f"--pp-size {nnodes * pp} puts TP on NVLink and the nodes on pipeline "
+                    "stages (PP sends one activation per stage boundary, fine across nodes); "
+                    f"or, for MoE/MLA models, DP attention with EP: --tp {tp} --dp {tp} "
+                    "--enable-dp-attention --moe-dense-tp-size 1 --moe-a2a-backend deepep, so "
+                    "attention stays per rank and only the expert all-to-all crosses nodes "
+                    "over RDMA."
+                ),
+                "RM203": (
+                    "Use DP attention wide enough for attn_tp_size 1: "
+                    f"--dp {dp_wide} --enable-dp-attention."
+                ),
+                "RM104": (
+                    "Add --moe-a2a-backend deepep (or mooncake) on RDMA-capable nodes, or keep "
+                    "--ep-size within one node."
+                ),
+            },
+        )
+
+    def _busy_allreduce_kinds(self, model: Any) -> tuple[str, ...]:
+        """The all-reduce-carrying groups this configuration keeps busy every layer."""
+        kinds = []
+        if not (self["enable_dp_attention"] and self["moe_dense_tp_size"] == 1):
+            kinds.append("tp")  # else attention is on attention_tp, dense MLP per rank
+        kinds.append("attention_tp")
+        if model is None or model.is_moe:
+            kinds.append("moe_tp")
+        return tuple(kinds)
+
+
+def layer_split(layers: int, pp: int) -> list[int]:
+    """SGLang's even split: the last `layers % pp` stages take one extra layer."""
+    base, extra = divmod(layers, pp)
+    return [base + (1 if i >= pp - extra else 0) for i in range(pp)]
 
 
 def resolve(
@@ -529,6 +589,27 @@ def coordinates(cfg: SGLangConfig, rank: int, replica: int = 0) -> dict[str, int
         moe_tp=m["moe_tp"],
     )
     return out
+
+
+def coordinate_tokens(cfg: SGLangConfig, rank: int, replica: int = 0) -> list[str]:
+    """A rank's coordinates as display tokens, naming only the dimensions this layout splits."""
+    c = coordinates(cfg, rank, replica)
+    tp = cfg["tp_size"]
+    split = {
+        "pp": cfg["pp_size"] > 1,
+        "attn_cp": cfg["attn_cp_size"] > 1,
+        "attn_tp": 1 < cfg.attn_tp_size < tp,
+        "moe_dp": cfg["moe_dp_size"] > 1,
+        "ep": cfg["ep_size"] > 1,
+        "moe_tp": 1 < cfg.moe_tp_size < tp,
+    }
+    labels = {"pp": "PP", "attn_cp": "ATTN_CP", "attn_tp": "ATTN_TP", "moe_dp": "MOE_DP"}
+    labels |= {"ep": "EP", "moe_tp": "MOE_TP"}
+    tokens = [f"DP{c['dp']}"] if "dp" in c else []
+    tokens += [f"{labels[k]}{c[k]}" for k in ("pp", "attn_cp", "attn_tp") if split[k]]
+    tokens.append(f"TP{c['tp']}")
+    tokens += [f"{labels[k]}{c[k]}" for k in ("moe_dp", "ep", "moe_tp") if split[k]]
+    return tokens
 
 
 def log_prefix(cfg: SGLangConfig, rank: int, replica: int = 0) -> str:

@@ -1,0 +1,98 @@
+"""What every engine module provides, so the pipeline and the cross-engine rules need not
+know which engine they are looking at.
+
+An engine module turns parameters into a Layout its own way; the rest of rankmap asks it
+only the questions below: how to resolve, lay out, explain and print a configuration, and
+the few sizes that cross-engine rules (TP across nodes, heads, experts, layers) need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from diagnose.model import Group, Layout, Param, Placement
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A size the engine computes from the parameters, with the arithmetic spelled out."""
+
+    name: str
+    value: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The engine-neutral sizes cross-engine rules read.
+
+    `params` maps a role ("tp", "ep", …) to the engine's parameter names, so findings cite
+    the lines that set them; `hints` holds a rule's fix in the engine's own flags.
+    """
+
+    tp: int
+    pp: int
+    nnodes: int
+    gpus_used_per_node: int
+    attention_width: int
+    attention_width_name: str
+    ep: int
+    moe_tp: int
+    ep_kind: str | None
+    a2a_backend: str | None
+    allreduce_kinds: tuple[str, ...]
+    layer_split: Callable[[int, int], list[int]]
+    replicas: int = 1
+    pp_kind: str = "pp"
+    per_node_formula: str = ""
+    params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    hints: dict[str, str] = field(default_factory=dict)
+
+    def fix(self, rule_id: str, default: str) -> str:
+        """The engine's own wording of a rule's fix (its flags), else the rule's."""
+        return self.hints.get(rule_id, default)
+
+
+class EngineConfig(Protocol):
+    """A resolved configuration: parameters with provenance plus the engine's arithmetic."""
+
+    engine: str
+    params: dict[str, Param]
+    version: str | None
+    layout_version: str
+    rewrites: list[str]
+
+    def __getitem__(self, name: str) -> Any: ...
+
+    def src(self, name: str) -> str: ...
+
+    def derived(self) -> list[Derived]: ...
+
+    def shape(self, model: Any) -> Shape: ...
+
+    @property
+    def world_size(self) -> int: ...
+
+    @property
+    def replicas(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine's entry points, registered in diagnose.engines.registry."""
+
+    name: str
+    title: str
+    resolve: Callable[[dict[str, Param], str | None, Any], EngineConfig]
+    layout: Callable[[Any, dict[int, str]], Layout]
+    placement: Callable[[Any], list[Placement]]
+    annotate: Callable[[Any, list[Group]], None]
+    coordinates: Callable[[Any, int, int], list[str]]
+    key_params: Sequence[str]
+    layout_errors: tuple[type[Exception], ...]
+    sniff: Callable[[str], bool]
+    parse_log: Callable[[Path, str], Any]
+    parse_command: Callable[..., Any]
