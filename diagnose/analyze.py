@@ -9,11 +9,10 @@ from diagnose import graph as rank_graph
 from diagnose.assemble import Assembled, assemble
 from diagnose.discover import Candidate, discover, single_file
 from diagnose.engines import registry
-from diagnose.engines.base import Engine, EngineConfig
+from diagnose.engines.base import Engine, EngineConfig, EngineLog
 from diagnose.model import Finding, InputFile, Layout, Param, Source
 from parsers.hf_config import ModelConfigError, ModelFacts, load_config_json, resolve_model
 from parsers.launch_cmd import LaunchCommand
-from parsers.sglang_log import SGLangLog
 from rules import catalog
 from rules.base import Context
 
@@ -52,7 +51,7 @@ class Analysis:
     sample: bool = False
 
 
-def read_inputs(path: Path) -> tuple[list[SGLangLog], list[InputFile], list[ModelFacts]]:
+def read_inputs(path: Path) -> tuple[list[EngineLog], list[InputFile], list[ModelFacts]]:
     """Parse every file under `path`; each one is accounted for in the returned inputs."""
     candidates = discover(path) if path.is_dir() else [single_file(path)]
     logs, inputs, models = [], [], []
@@ -66,7 +65,7 @@ def read_inputs(path: Path) -> tuple[list[SGLangLog], list[InputFile], list[Mode
     return logs, inputs, models
 
 
-def _read_one(cand: Candidate) -> tuple[InputFile, SGLangLog | None, ModelFacts | None]:
+def _read_one(cand: Candidate) -> tuple[InputFile, EngineLog | None, ModelFacts | None]:
     if cand.skip_reason:
         return (
             InputFile(cand.display, cand.format, "skipped", cand.skip_reason, cand.size),
@@ -86,29 +85,27 @@ def _read_one(cand: Candidate) -> tuple[InputFile, SGLangLog | None, ModelFacts 
     return InputFile(cand.display, cand.format, "parsed", None, cand.size), log, None
 
 
-def _says_anything(log: SGLangLog) -> bool:
+def _says_anything(log: EngineLog) -> bool:
     return bool(
-        log.server_args
-        or log.commands
-        or not log.prefixes.is_empty()
-        or not log.nccl_comms.is_empty()
+        log.config or log.commands or not log.prefixes.is_empty() or not log.nccl_comms.is_empty()
     )
 
 
 def analyse(
-    logs: list[SGLangLog],
+    logs: list[EngineLog],
     inputs: list[InputFile],
     options: Options,
     mode: str,
     extra_commands: list[LaunchCommand] | None = None,
     models: list[ModelFacts] | None = None,
 ) -> Analysis:
-    assembled = assemble(logs, extra_commands)
+    engine = _engine(logs, extra_commands or [], options)
+    compared = [p for p in engine.key_params if p != "model_path"]
+    assembled = assemble(logs, extra_commands, compared)
     if not assembled.params and not assembled.prefixes:
         raise BadInput(f"no SGLang configuration found in the inputs ({_input_summary(inputs)})")
     params = _complete(assembled, options)
     model = _model(params, options, models or [])
-    engine = _engine(logs, extra_commands or [], options)
     cfg = engine.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(engine, cfg, assembled)
     graph = None
@@ -192,7 +189,7 @@ def _model(
     return model or (found[0] if found else None)
 
 
-def _engine(logs: list[SGLangLog], commands: list[LaunchCommand], options: Options) -> Engine:
+def _engine(logs: list[EngineLog], commands: list[LaunchCommand], options: Options) -> Engine:
     """The engine of the job: --engine, else what the launch command or most logs are."""
     if options.engine:
         return registry.engine(options.engine)

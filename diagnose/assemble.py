@@ -8,34 +8,17 @@ report them instead of silently picking one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
+from diagnose.engines.base import EngineLog
 from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
-from parsers.sglang_log import SGLangLog
 
-# Fields whose value shapes the layout; inputs that disagree on them describe different jobs.
-LAYOUT_FIELDS = (
-    "tp_size",
-    "pp_size",
-    "dp_size",
-    "enable_dp_attention",
-    "attn_dp_size",
-    "ep_size",
-    "attn_cp_size",
-    "moe_dp_size",
-    "moe_dense_tp_size",
-    "moe_a2a_backend",
-    "dcp_size",
-    "nnodes",
-    "base_gpu_id",
-    "gpu_id_step",
-)
-PREFIX_COLUMNS = ("dp", "pp", "attn_cp", "moe_dp", "tp", "ep")
+NOT_COORDINATES = ("line", "ts", "text", "host")
 
 
 @dataclass
@@ -67,8 +50,8 @@ def clip_around(text: str, needle: str, width: int = 160) -> str:
     return ("… " if start else "") + text[start:end] + (" …" if end < len(text) else "")
 
 
-def _dump_evidence(log: SGLangLog, name: str) -> Evidence | None:
-    line = log.server_args_line
+def _dump_evidence(log: EngineLog, name: str) -> Evidence | None:
+    line = log.config_line
     if line is None:
         return None
     return Evidence(line.file, line.line, clip_around(line.text, f"{name}="), "server_args")
@@ -80,28 +63,36 @@ def _command_evidence(cmd: LaunchCommand, name: str) -> Evidence:
 
 
 def _sources(
-    logs: list[SGLangLog], commands: list[LaunchCommand]
+    logs: list[EngineLog], commands: list[LaunchCommand]
 ) -> Iterable[tuple[str, Any, Param, Evidence]]:
     """(name, value, param, evidence) of every value any input gives, lowest priority first."""
     for cmd in commands:
         for name, p in cmd.params.items():
             yield name, p.value, p, _command_evidence(cmd, name)
     for log in logs:
-        for name, p in log.server_args.items():
+        for name, p in log.config.items():
             ev = _dump_evidence(log, name)
             if ev is not None:
                 yield name, p.value, p, ev
 
 
-def assemble(logs: list[SGLangLog], commands: list[LaunchCommand] | None = None) -> Assembled:
-    """Merge all inputs of one job; `commands` are extra launch commands (pre-flight)."""
+def assemble(
+    logs: list[EngineLog],
+    commands: list[LaunchCommand] | None = None,
+    compared: Sequence[str] = (),
+) -> Assembled:
+    """Merge all inputs of one job; `commands` are extra launch commands (pre-flight).
+
+    Inputs that give different values to a `compared` parameter (the engine's layout
+    parameters) are recorded as conflicts.
+    """
     out = Assembled()
     all_commands = [c for log in logs for c in log.commands] + list(commands or [])
     seen: dict[str, list[tuple[Any, Evidence]]] = {}
     for name, value, param, ev in _sources(logs, all_commands):
         out.params[name] = param
         out.param_evidence.setdefault(name, []).append(ev)
-        if name in LAYOUT_FIELDS:
+        if name in compared:
             seen.setdefault(name, []).append((value, ev))
     for name, values in seen.items():
         if len({repr(v) for v, _ in values}) > 1:
@@ -142,19 +133,21 @@ def _rewrites_from_warnings(out: Assembled, warnings: list[Evidence]) -> None:
                     out.param_evidence.setdefault(name, []).insert(0, ev)
 
 
-def _prefixes(log: SGLangLog) -> list[tuple[Evidence, dict[str, int]]]:
+def _prefixes(log: EngineLog) -> list[tuple[Evidence, dict[str, int]]]:
+    """The first line of every distinct coordinate combination the log prints."""
     df = log.prefixes
     if df.is_empty():
         return []
-    firsts = df.unique(subset=list(PREFIX_COLUMNS), keep="first", maintain_order=True)
+    columns = [c for c in df.columns if c not in NOT_COORDINATES]
+    firsts = df.unique(subset=columns, keep="first", maintain_order=True)
     out = []
     for row in firsts.iter_rows(named=True):
-        tokens = {k: row[k] for k in PREFIX_COLUMNS if row.get(k) is not None}
+        tokens = {k: row[k] for k in columns if row[k] is not None}
         out.append((Evidence(log.path, row["line"], row["text"], "prefix"), tokens))
     return out
 
 
-def _node_hosts(out: Assembled, logs: list[SGLangLog]) -> None:
+def _node_hosts(out: Assembled, logs: list[EngineLog]) -> None:
     """Rank → host from world-sized NCCL communicators and per-rank logs; node → host from
     per-node logs (one host name in a file that says which node it is)."""
     tp = out.params.get("tp_size")
@@ -184,15 +177,29 @@ def _node_hosts(out: Assembled, logs: list[SGLangLog]) -> None:
         node = _file_node(log)
         if node is not None:
             out.node_hosts.setdefault(node, hosts[0])
-        ranks = log.prefixes.select("pp", "tp").unique()
-        if ranks.height == 1 and ranks["tp"][0] is not None:
-            rank = (ranks["pp"][0] or 0) * tp_size + ranks["tp"][0]
+        rank = _single_rank(log, tp_size)
+        if rank is not None:
             out.rank_hosts.setdefault(rank, hosts[0])
 
 
-def _file_node(log: SGLangLog) -> int | None:
+def _single_rank(log: EngineLog, tp_size: int) -> int | None:
+    """The one global rank a per-rank log speaks for, if it speaks for exactly one."""
+    df = log.prefixes
+    if "rank" in df.columns:
+        ranks = df["rank"].drop_nulls().unique()
+        return int(ranks[0]) if len(ranks) == 1 else None
+    if "tp" not in df.columns:
+        return None
+    pairs = df.select(pl.col("pp") if "pp" in df.columns else pl.lit(0).alias("pp"), "tp")
+    pairs = pairs.unique()
+    if pairs.height != 1 or pairs["tp"][0] is None:
+        return None
+    return (pairs["pp"][0] or 0) * tp_size + pairs["tp"][0]
+
+
+def _file_node(log: EngineLog) -> int | None:
     """The node a per-node log belongs to: its dump's node_rank, or its commands' one."""
-    if "node_rank" in log.server_args:
-        return int(log.server_args["node_rank"].value)
+    if "node_rank" in log.config:
+        return int(log.config["node_rank"].value)
     ranks = {c.params["node_rank"].value for c in log.commands if "node_rank" in c.params}
     return int(ranks.pop()) if len(ranks) == 1 else None

@@ -94,8 +94,8 @@ class SGLangLog:
 
     path: str
     version: str | None
-    server_args: dict[str, Param]
-    server_args_line: Evidence | None
+    config: dict[str, Param]
+    config_line: Evidence | None
     commands: list[LaunchCommand]
     prefixes: pl.DataFrame
     events: list[Evidence]
@@ -123,16 +123,16 @@ def parse_sglang_log(path: Path, display: str) -> SGLangLog:
     is_header = pl.col("text").str.starts_with(_HEADER)
     body = frame.filter(~is_header)
     commands = _commands(frame.with_columns(pl.when(~is_header).then("text")), display)
-    server_args, server_args_line = _server_args(body, display)
+    server_args, config_line = _server_args(body, display)
     return SGLangLog(
         path=display,
         version=_version(body),
-        server_args=server_args,
-        server_args_line=server_args_line,
+        config=server_args,
+        config_line=config_line,
         commands=commands,
         prefixes=_prefixes(body),
         events=_events(body, display),
-        hosts=_hosts(body, _configured(commands, server_args, server_args_line)),
+        hosts=_hosts(body, _configured(commands, server_args, config_line)),
         nccl_comms=_nccl_comms(body),
     )
 
@@ -253,12 +253,12 @@ def _hosts(body: pl.DataFrame, configured: pl.DataFrame) -> pl.DataFrame:
 def _configured(
     commands: list[LaunchCommand],
     server_args: dict[str, Param],
-    server_args_line: Evidence | None,
+    config_line: Evidence | None,
 ) -> pl.DataFrame:
     """`--host` and `--dist-init-addr` of each command and of the server_args line."""
     sources = [(command.line, command.params) for command in commands]
-    if server_args_line is not None:
-        sources.append((server_args_line.line, server_args))
+    if config_line is not None:
+        sources.append((config_line.line, server_args))
     rows = [
         (line, _strip_port(param.value) if field == "dist_init_addr" else param.value, kind)
         for line, params in sources

@@ -46,7 +46,7 @@ def _host_rows(log: SGLangLog, kind: str) -> set[tuple[str | None, str | None]]:
 def test_pd_server_args_with_provenance() -> None:
     log = _corpus(PD)
     assert log.path == PD
-    values = {name: param.value for name, param in log.server_args.items()}
+    values = {name: param.value for name, param in log.config.items()}
     assert values["tp_size"] == 16
     assert values["nnodes"] == 2
     assert values["node_rank"] == 0
@@ -55,10 +55,10 @@ def test_pd_server_args_with_provenance() -> None:
     assert values["pp_size"] == 1
     assert values["enable_dp_attention"] is False
     assert values["disaggregation_mode"] == "decode"
-    assert log.server_args["tp_size"].source == Source("file", PD, 20)
-    assert log.server_args_line is not None
-    assert log.server_args_line.line == 20
-    assert log.server_args_line.text.startswith("[2026-02-27 14:33:04] server_args=ServerArgs(")
+    assert log.config["tp_size"].source == Source("file", PD, 20)
+    assert log.config_line is not None
+    assert log.config_line.line == 20
+    assert log.config_line.text.startswith("[2026-02-27 14:33:04] server_args=ServerArgs(")
 
 
 def test_pd_version_commands_and_prefixes() -> None:
@@ -135,8 +135,8 @@ def test_hang_spans_nodes_for_tp0_to_tp7() -> None:
 def test_hang_version_commands_and_nccl_warn() -> None:
     log = _corpus(HANG)
     assert log.version == "0.5.9"
-    assert log.server_args == {}
-    assert log.server_args_line is None
+    assert log.config == {}
+    assert log.config_line is None
     ranks = [(c.line, c.params["node_rank"].value) for c in log.commands]
     assert ranks == [(128, 0), (144, 1), (247, 0), (249, 1)]
     assert log.commands[1].params["tp_size"].source == Source("file", HANG, 144)
@@ -353,21 +353,21 @@ def test_last_parseable_server_args_line_wins(tmp_path: Path) -> None:
         "'host': 'node-0'}\n"
         "[2025-01-01 10:02:00] server_args=ServerArgs(tp_size=16, nno\n",
     )
-    assert {k: p.value for k, p in log.server_args.items()} == {
+    assert {k: p.value for k, p in log.config.items()} == {
         "tp_size": 8,
         "dist_init_addr": "[::1]:5000",
         "host": "node-0",
     }
-    assert log.server_args["tp_size"].source == Source("file", "run.log", 2)
-    assert log.server_args_line is not None and log.server_args_line.line == 2
+    assert log.config["tp_size"].source == Source("file", "run.log", 2)
+    assert log.config_line is not None and log.config_line.line == 2
     assert _host_rows(log, "dist_init_addr") == {(None, "::1")}
     assert _host_rows(log, "host_arg") == {("node-0", None)}
 
 
 def test_unparseable_server_args_gives_nothing(tmp_path: Path) -> None:
     log = _write(tmp_path, "[2025-01-01 10:00:00] server_args=ServerArgs(tp_size=16\n")
-    assert log.server_args == {}
-    assert log.server_args_line is None
+    assert log.config == {}
+    assert log.config_line is None
 
 
 def test_c10d_addresses_are_split_into_host_and_ip(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from diagnose.model import Group, Layout, Param, Placement
+import polars as pl
+
+from diagnose.model import Evidence, Group, Layout, Param, Placement
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,29 @@ class EngineConfig(Protocol):
 
     @property
     def replicas(self) -> int: ...
+
+
+class EngineLog(Protocol):
+    """What an engine's log parser returns; the assembly step reads only these fields.
+
+    `config` is the engine's own dump of its configuration (SGLang's `server_args=`, vLLM's
+    engine config line, Megatron's argument dump) as Params with file:line sources.
+    `prefixes` has one row per line that states a rank's coordinates: columns `line`,
+    `text`, optionally `ts`, `rank` (global rank) and `host`, and any coordinate columns
+    (`tp`, `pp`, `dp`, …) the engine prints. `hosts` has columns line, host, ip, kind;
+    `nccl_comms` the NCCL communicator rows (see parsers.sglang_log).
+    """
+
+    path: str
+    engine: str
+    version: str | None
+    config: dict[str, Param]
+    config_line: Evidence | None
+    commands: list[Any]
+    prefixes: pl.DataFrame
+    events: list[Evidence]
+    hosts: pl.DataFrame
+    nccl_comms: pl.DataFrame
 
 
 @dataclass(frozen=True)
