@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
+import rules as rules_pkg
 from diagnose.model import SEVERITY_ORDER, Finding
-from rules import evidence, model_shape, placement, sglang_validation, sizes
 from rules.base import Context, Rule
 
-RULES: tuple[Rule, ...] = (
-    *sglang_validation.RULES,
-    *sizes.RULES,
-    *placement.RULES,
-    *model_shape.RULES,
-    *evidence.RULES,
-)
+
+def _discover() -> tuple[Rule, ...]:
+    """Every rule of every module in rules/ (a module lists its rules in RULES), by id.
+
+    New rules register by living in a module of this package; nothing here changes.
+    """
+    found: list[Rule] = []
+    for info in pkgutil.iter_modules(rules_pkg.__path__):
+        module = importlib.import_module(f"{rules_pkg.__name__}.{info.name}")
+        found.extend(getattr(module, "RULES", ()))
+    ids = [r.id for r in found]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise RuntimeError(f"rule ids defined twice: {sorted(duplicates)}")
+    return tuple(sorted(found, key=lambda r: r.id))
+
+
+RULES: tuple[Rule, ...] = _discover()
 
 
 def find_rule(rule_id: str) -> Rule | None:

@@ -121,3 +121,4 @@ class Engine:
     sniff: Callable[[str], bool]
     parse_log: Callable[[Path, str], Any]
     parse_command: Callable[..., Any]
+    priority: int = 50  # lower sniffs first

@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-from diagnose.engines import sglang, sglang_text
+import importlib
+import pkgutil
+
+from diagnose import engines as engines_pkg
 from diagnose.engines.base import Engine
-from parsers import launch_cmd, sglang_log
 from parsers.launch_cmd import LaunchCommand, LaunchError
 
-SGLANG = Engine(
-    name="sglang",
-    title="SGLang",
-    resolve=sglang.resolve,
-    layout=sglang.layout,
-    placement=sglang.placement,
-    annotate=sglang_text.annotate,
-    coordinates=sglang.coordinate_tokens,
-    key_params=(
-        "tp_size",
-        "pp_size",
-        "dp_size",
-        "enable_dp_attention",
-        "attn_dp_size",
-        "attn_cp_size",
-        "moe_dp_size",
-        "ep_size",
-        "moe_a2a_backend",
-        "nnodes",
-        "model_path",
-    ),
-    layout_errors=(sglang.LayoutError, ZeroDivisionError, TypeError),
-    sniff=sglang_log.sniff_sglang,
-    parse_log=sglang_log.parse_sglang_log,
-    parse_command=launch_cmd.parse_command,
-)
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (SGLANG,)}
+def _discover() -> dict[str, Engine]:
+    """Every `ENGINE` defined by a module of diagnose.engines, in sniffing priority order.
+
+    New engines register by defining ENGINE in their own module; nothing here changes.
+    """
+    found = []
+    for info in pkgutil.iter_modules(engines_pkg.__path__):
+        module = importlib.import_module(f"{engines_pkg.__name__}.{info.name}")
+        candidate = getattr(module, "ENGINE", None)
+        if isinstance(candidate, Engine):
+            found.append(candidate)
+    return {e.name: e for e in sorted(found, key=lambda e: (e.priority, e.name))}
+
+
+ENGINES: dict[str, Engine] = _discover()
 
 
 def engine(name: str) -> Engine:
