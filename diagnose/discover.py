@@ -37,16 +37,16 @@ def _sniff(path: Path, head: bytes) -> tuple[str, str | None, str | None]:
     if path.suffix.lower() in (".md", ".rst") or path.stem.upper() == "README":
         return "text", "documentation, not a log", None
     text = head.decode("utf-8", errors="replace")
+    engine = registry.sniff(text)
+    if engine is not None:
+        script = path.suffix == ".sh" or text.startswith("#!")
+        return f"{engine.name}-{'launch-script' if script else 'log'}", None, engine.name
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         if '"architectures"' in text or '"num_hidden_layers"' in text:
             return "hf-config", None, None
         if '"traceEvents"' in text or '"distributedInfo"' in text:
             return "kineto-trace", "profiler trace: not read yet", None
-        return "json", "JSON file that is not a model config.json", None
-    engine = registry.sniff(text)
-    if engine is not None:
-        script = path.suffix == ".sh" or text.startswith("#!")
-        return f"{engine.name}-{'launch-script' if script else 'log'}", None, engine.name
+        return "json", "JSON file that is neither a model config.json nor an engine config", None
     if " NCCL INFO " in text or " NCCL WARN " in text:
         # The engine parsers read NCCL lines too; a dedicated NCCL reader is not here yet.
         return "nccl-log", None, "sglang"

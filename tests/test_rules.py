@@ -7,12 +7,13 @@ gets, and whether the rule must fire (with a message fragment) or stay silent.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 
 from diagnose.analyze import Options, analyse, read_inputs
-from parsers.launch_cmd import parse_command
+from diagnose.engines.registry import parse_any_command
 from rules.catalog import RULES
 
 CASES_DIR = Path(__file__).parent / "rule_cases"
@@ -37,7 +38,7 @@ def _findings(case: dict, tmp_path: Path):
         logs, inputs, _ = read_inputs(tmp_path / "logs")
         return analyse(logs, inputs, options, "report").findings
     options.engine_version = case.get("version")
-    cmd = parse_command(case["command"])
+    cmd = parse_any_command(shlex.split(case["command"]))
     return analyse([], [], options, "check", extra_commands=[cmd]).findings
 
 
