@@ -125,6 +125,7 @@ def analyse(
         prefixes=assembled.prefixes,
         conflicts=assembled.conflicts,
         nccl_comms=assembled.nccl_comms,
+        engine_files=assembled.engine_files,
     )
     findings = catalog.run(ctx)
     analysis = Analysis(

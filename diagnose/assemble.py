@@ -36,6 +36,7 @@ class Assembled:
     node_hosts: dict[int, str] = field(default_factory=dict)
     has_net_lines: bool = False
     nccl_hosts: list[str] = field(default_factory=list)
+    engine_files: dict[str, list[str]] = field(default_factory=dict)
 
 
 def clip_around(text: str, needle: str, width: int = 160) -> str:
@@ -102,6 +103,7 @@ def assemble(
     _rewrites_from_warnings(out, [e for log in logs for e in log.events if e.kind == "rewrite"])
     out.version = next((log.version for log in logs if log.version), None)
     for log in logs:
+        out.engine_files.setdefault(log.engine, []).append(log.path)
         out.events += log.events
         out.prefixes += _prefixes(log)
     comms = [log.nccl_comms.with_columns(file=pl.lit(log.path)) for log in logs]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diagnose import __version__
+from diagnose import __version__, context_lines, timeline
 from diagnose.analyze import Analysis
 from diagnose.model import SEVERITY_ORDER
 from rules.catalog import find_rule
@@ -138,7 +138,14 @@ def document(analysis: Analysis) -> dict[str, Any]:
             for p in (layout.placement if layout else [])
         ],
         "coords": _coords(analysis),
-        "findings": [_finding(f) for f in analysis.findings],
+        "findings": context_lines.attach([_finding(f) for f in analysis.findings], analysis.logdir),
         "inputs": [i.to_json() for i in analysis.inputs],
         "unknowns": analysis.unknowns,
+        "timeline": (
+            timeline.startup(
+                analysis.assembled.events, layout.placement, cfg["tp_size"], layout.replicas
+            )
+            if layout
+            else None
+        ),
     }

@@ -35,6 +35,7 @@ class Context:
     prefixes: list[tuple[Evidence, dict[str, int]]] = field(default_factory=list)
     conflicts: list[tuple[str, list[tuple[Any, Evidence]]]] = field(default_factory=list)
     nccl_comms: pl.DataFrame = field(default_factory=pl.DataFrame)
+    engine_files: dict[str, list[str]] = field(default_factory=dict)
 
     def evidence_for(self, *names: str) -> tuple[Evidence, ...]:
         """Evidence lines of the given parameters, without repeats."""

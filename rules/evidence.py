@@ -174,4 +174,5 @@ CONFLICTS = Rule(
     _conflicts,
 )
 
+
 RULES: tuple[Rule, ...] = (PREFIXES, CRASHES, NCCL_WARN, CONFLICTS)
