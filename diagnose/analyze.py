@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diagnose import graph as rank_graph
-from diagnose.assemble import Assembled, assemble
+from diagnose.assemble import Assembled, assemble, world_rank_hosts
 from diagnose.discover import Candidate, discover, single_file
 from diagnose.engines import registry
 from diagnose.engines.base import Engine, EngineConfig, EngineLog
@@ -80,7 +80,7 @@ def _read_one(cand: Candidate) -> tuple[InputFile, EngineLog | None, ModelFacts 
     except (OSError, ValueError, ModelConfigError) as exc:
         return InputFile(cand.display, cand.format, "failed", str(exc), cand.size), None, None
     if not _says_anything(log):
-        reason = "no SGLang configuration, prefixes or NCCL lines found"
+        reason = "no engine configuration, rank prefixes or NCCL lines found"
         return InputFile(cand.display, cand.format, "skipped", reason, cand.size), None, None
     return InputFile(cand.display, cand.format, "parsed", None, cand.size), log, None
 
@@ -103,11 +103,12 @@ def analyse(
     compared = [p for p in engine.key_params if p != "model_path"]
     assembled = assemble(logs, extra_commands, compared)
     if not assembled.params and not assembled.prefixes:
-        raise BadInput(f"no SGLang configuration found in the inputs ({_input_summary(inputs)})")
+        raise BadInput(f"no engine configuration found in the inputs ({_input_summary(inputs)})")
     params = _complete(assembled, options)
     model = _model(params, options, models or [])
     cfg = engine.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(engine, cfg, assembled)
+    shape = cfg.shape(model)
     graph = None
     if layout is not None:
         graph = rank_graph.build(layout)
@@ -116,7 +117,7 @@ def analyse(
     ctx = Context(
         cfg=cfg,
         layout=layout,
-        shape=cfg.shape(model),
+        shape=shape,
         model=model,
         gpus_per_node=options.gpus_per_node,
         graph=graph,
@@ -138,7 +139,7 @@ def analyse(
         gpus_per_node=options.gpus_per_node,
         findings=findings,
         inputs=inputs,
-        unknowns=_unknowns(cfg, model, options, assembled, layout),
+        unknowns=_unknowns(engine, cfg, shape.nnodes, model, options, assembled, layout),
         assembled=assembled,
     )
     return analysis
@@ -204,8 +205,10 @@ def _layout(
     """The expected layout, with node → host names from whatever the logs tell."""
     try:
         hosts = dict(assembled.node_hosts)
+        rank_hosts = world_rank_hosts(assembled.nccl_comms, cfg.world_size)
+        rank_hosts.update(assembled.rank_hosts)
         for p in engine.placement(cfg):
-            host = assembled.rank_hosts.get(p.rank)
+            host = rank_hosts.get(p.rank)
             if host and p.node is not None:
                 hosts.setdefault(p.node, host)
         return engine.layout(cfg, hosts), None
@@ -214,7 +217,9 @@ def _layout(
 
 
 def _unknowns(
+    engine: Engine,
     cfg: EngineConfig,
+    nnodes: int,
     model: ModelFacts | None,
     options: Options,
     assembled: Assembled,
@@ -238,19 +243,14 @@ def _unknowns(
                 "how": "pass --gpus-per-node N",
             }
         )
-    if (
-        layout is not None
-        and cfg["nnodes"] > 1
-        and not assembled.rank_hosts
-        and not assembled.node_hosts
-    ):
+    if layout is not None and nnodes > 1 and not assembled.rank_hosts and not assembled.node_hosts:
         out.append(
             {
                 "what": "the host name of each node (nodes are shown as node0, node1, …)",
                 "how": "keep one log per node in the directory, or run with NCCL_DEBUG=INFO",
             }
         )
-    if cfg["nnodes"] > 1 and not assembled.has_net_lines:
+    if nnodes > 1 and not assembled.has_net_lines:
         out.append(
             {
                 "what": "which transport NCCL used between nodes (InfiniBand, RoCE or TCP sockets)",
@@ -260,10 +260,9 @@ def _unknowns(
     if cfg.version is None:
         out.append(
             {
-                "what": "the SGLang version; the current group layout (with attn_cp/moe_dp) is "
-                "assumed",
-                "how": "keep the startup lines that print it, or name the environment "
-                "(e.g. a prompt showing sglang-0.5.9)",
+                "what": f"the {engine.title} version; its newest group layout "
+                f"({cfg.layout_version}) is assumed",
+                "how": "keep the startup lines that print it, or pass --engine-version",
             }
         )
     return out

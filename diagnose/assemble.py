@@ -1,7 +1,7 @@
 """Turn what the parsers found into one configuration with provenance.
 
 Several inputs usually speak about the same job: a launch script, a `server_args=`
-dump per node, NCCL lines. The dump wins (it holds the values after SGLang's rewrites),
+dump per node, NCCL lines. The dump wins (it holds the values after the engine's rewrites),
 then launch commands, then defaults; disagreements between inputs are kept so a rule can
 report them instead of silently picking one.
 """
@@ -52,10 +52,15 @@ def clip_around(text: str, needle: str, width: int = 160) -> str:
 
 
 def _dump_evidence(log: EngineLog, name: str) -> Evidence | None:
+    """The dump line that set `name`: the one-line dump itself, or the parameter's own line
+    in dumps that print one argument per line."""
     line = log.config_line
     if line is None:
         return None
-    return Evidence(line.file, line.line, clip_around(line.text, f"{name}="), "server_args")
+    param = log.config[name]
+    if param.source.line not in (None, line.line):
+        return Evidence(line.file, param.source.line, f"{name}: {param.value}", "config")
+    return Evidence(line.file, line.line, clip_around(line.text, f"{name}="), "config")
 
 
 def _command_evidence(cmd: LaunchCommand, name: str) -> Evidence:
@@ -122,7 +127,7 @@ REWRITTEN_BY = (
 
 
 def _rewrites_from_warnings(out: Assembled, warnings: list[Evidence]) -> None:
-    """Give a dumped value the provenance of the SGLang warning that announced its rewrite."""
+    """Give a dumped value the provenance of the warning that announced its rewrite."""
     for ev in warnings:
         for needle, fields in REWRITTEN_BY:
             if needle not in ev.text:
@@ -149,25 +154,23 @@ def _prefixes(log: EngineLog) -> list[tuple[Evidence, dict[str, int]]]:
     return out
 
 
+def world_rank_hosts(comms: pl.DataFrame, world: int) -> dict[int, str]:
+    """Rank → host from NCCL communicators as large as the world (their rank is global)."""
+    if comms.is_empty():
+        return {}
+    world_comms = (
+        comms.filter((pl.col("nranks") == world) & pl.col("rank").is_not_null())
+        .drop_nulls("host")
+        .unique("rank", keep="first", maintain_order=True)
+    )
+    return {int(r): h for r, h in world_comms.select("rank", "host").iter_rows()}
+
+
 def _node_hosts(out: Assembled, logs: list[EngineLog]) -> None:
-    """Rank → host from world-sized NCCL communicators and per-rank logs; node → host from
-    per-node logs (one host name in a file that says which node it is)."""
+    """Rank → host from per-rank logs; node → host from per-node logs (one host name in a
+    file that says which node it is)."""
     tp = out.params.get("tp_size")
-    pp = out.params.get("pp_size")
-    tp_size = tp.value if tp else 1
-    world = tp_size * (pp.value if pp else 1)
-    if not out.nccl_comms.is_empty():
-        world_comms = (
-            out.nccl_comms.filter(
-                (pl.col("nranks") == world)
-                & pl.col("rank").is_not_null()
-                & pl.col("host").is_not_null()
-            )
-            .drop_nulls("host")
-            .unique("rank", keep="first", maintain_order=True)
-        )
-        for rank, host in world_comms.select("rank", "host").iter_rows():
-            out.rank_hosts.setdefault(int(rank), host)
+    tp_size = tp.value if tp and isinstance(tp.value, int) else 1
     for log in logs:
         named = log.hosts.filter(pl.col("host").is_not_null())
         for host in named.filter(pl.col("kind") == "nccl")["host"].unique(maintain_order=True):

@@ -44,7 +44,7 @@ def _shared(f: Any) -> Any:
         click.option(
             "--engine-version",
             metavar="VERSION",
-            help="The SGLang release (e.g. 0.5.9) when the inputs do not show it.",
+            help="The engine's release (e.g. 0.5.9) when the inputs do not show it.",
         ),
         click.option(
             "--model-config",
@@ -161,9 +161,10 @@ def check(
     model_config: Path | None,
     fail_on: str,
 ) -> None:
-    """Pre-flight: resolve a launch command as SGLang would, before any GPU is touched.
+    """Pre-flight: resolve a launch command as its engine would, before any GPU is touched.
 
     Use as: rankmap check [OPTIONS] -- python -m sglang.launch_server --tp 8 ...
+    (or vllm serve …, torchrun … pretrain_gpt.py …, trtllm-serve …, deepspeed …)
     """
     argv = list(command)
     if len(argv) == 1 and " " in argv[0]:

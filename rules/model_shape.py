@@ -83,8 +83,8 @@ KV_HEADS = Rule(
 
 def _mla_tp(ctx: Context) -> Iterable[Finding]:
     m, shape = ctx.model, ctx.shape
-    if m is None or not m.is_mla or ctx.layout is None or shape is None:
-        return
+    if m is None or not m.is_mla or ctx.layout is None or shape is None or shape.training:
+        return  # training keeps no KV cache
     w = shape.attention_width
     if w <= 1:
         return

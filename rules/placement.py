@@ -26,11 +26,19 @@ def _busy_allreduce_groups(ctx: Context) -> list[Group]:
 
 
 def _cost(ctx: Context, size: int) -> str:
-    model = ctx.model
+    model, shape = ctx.model, ctx.shape
     if model is None or not model.hidden_size or not model.num_hidden_layers:
         return (
             "Each layer all-reduces about 2 × hidden_size × 2 bytes per token (pass "
             "--model-config for numbers in milliseconds)."
+        )
+    per_token = 2 * model.hidden_size * model.dtype_bytes * model.num_hidden_layers
+    if shape is not None and shape.training:
+        return (
+            f"For {model.name} (hidden_size {model.hidden_size}, {model.num_hidden_layers} "
+            f"layers) that is {per_token / 1e3:.0f} kB all-reduced per token in the forward pass "
+            f"and as much again in the backward pass, at ~{NIC_GBPS:.0f} GB/s through one "
+            f"400 Gb/s NIC instead of ~{NVLINK_GBPS:.0f} GB/s over NVLink."
         )
     per_layer = 2 * model.hidden_size * model.dtype_bytes * DECODE_BATCH
     per_step = per_layer * model.num_hidden_layers

@@ -49,6 +49,7 @@ class Shape:
     layer_split: Callable[[int, int], list[int]]
     replicas: int = 1
     pp_kind: str = "pp"
+    training: bool = False  # training engines: no KV cache, costs per step not per token
     per_node_formula: str = ""
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     hints: dict[str, str] = field(default_factory=dict)

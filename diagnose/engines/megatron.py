@@ -292,6 +292,7 @@ class MegatronConfig:
             ),
             layer_split=self.layer_split,
             pp_kind="PIPELINE_MODEL_PARALLEL_GROUP",
+            training=True,
             per_node_formula=f"torchrun --nproc-per-node = {nproc}",
             params={
                 "tp": ("tensor_model_parallel_size", "nnodes", "nproc_per_node"),
@@ -320,10 +321,6 @@ class MegatronConfig:
                     "Use --moe-token-dispatcher-type alltoall (or flex with DeepEP) when expert "
                     "parallelism crosses nodes, or keep --expert-model-parallel-size × "
                     "--expert-tensor-parallel-size within one node."
-                ),
-                "RM203": (
-                    "In training there is no KV cache: Megatron's MLA splits the attention heads "
-                    "over TP, so this memory argument does not apply; nothing to change."
                 ),
                 "RM206": "Drop --expert-model-parallel-size (or add --num-experts).",
             },
