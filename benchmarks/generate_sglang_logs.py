@@ -32,8 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "sample_logs" / "seed_dsv32_tp8_dp2_attncp2" / "server.log"
 START = datetime(2026, 3, 12, 9, 41, 0)
-# moe_a2a_backend values for which SGLang sets ep_size = tp_size (and logs that it did).
-A2A_FORCES_EP = ("deepep", "mooncake", "nixl", "mori", "ascend_fuseep", "flashinfer")
+# moe_a2a_backend values for which SGLang sets ep_size = tp_size, with the name its warning uses.
+A2A_FORCES_EP = {"deepep": "DeepEP", "mooncake": "Mooncake", "nixl": "NIXL", "mori": "MORI"}
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def node_log(job: Job, node: int) -> str:
         )
     if job.a2a in A2A_FORCES_EP:
         out.append(
-            f"[{_ts(0)}] WARNING server_args.py:1812: {job.a2a.capitalize()} MoE is enabled. "
+            f"[{_ts(0)}] WARNING server_args.py:1812: {A2A_FORCES_EP[job.a2a]} MoE is enabled. "
             f"The expert parallel size is adjusted to be the same as the tensor parallel "
             f"size[{job.tp}]."
         )

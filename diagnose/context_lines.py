@@ -89,10 +89,12 @@ def _read_lines(path: Path, needed: set[int]) -> dict[int, str]:
 
 
 def _clip(text: str) -> str:
+    """One screen line: a server_args dump is 10 KB on one line."""
     return text if len(text) <= WIDTH else text[:WIDTH] + " …"
 
 
 def _context(lines: dict[int, str] | None, hit: Any) -> dict[str, list[dict[str, Any]]] | None:
+    """The neighbours of `hit` that were read; None when the hit line itself was not."""
     if not lines or not isinstance(hit, int) or hit not in lines:
         return None
 

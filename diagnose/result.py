@@ -107,6 +107,16 @@ def _nnodes(analysis: Analysis) -> int | None:
     return len({p.node for p in analysis.layout.placement})
 
 
+def _timeline(analysis: Analysis) -> dict[str, Any] | None:
+    """Per-rank startup times; the TP group's size turns a `PP1 TP3` prefix into a rank."""
+    layout = analysis.layout
+    if layout is None:
+        return None
+    tp = layout.group("tp")
+    tp_size = tp.size if tp is not None else 1
+    return timeline.startup(analysis.assembled.events, layout.placement, tp_size, layout.replicas)
+
+
 def document(analysis: Analysis) -> dict[str, Any]:
     cfg, layout = analysis.cfg, analysis.layout
     return {
@@ -141,11 +151,5 @@ def document(analysis: Analysis) -> dict[str, Any]:
         "findings": context_lines.attach([_finding(f) for f in analysis.findings], analysis.logdir),
         "inputs": [i.to_json() for i in analysis.inputs],
         "unknowns": analysis.unknowns,
-        "timeline": (
-            timeline.startup(
-                analysis.assembled.events, layout.placement, cfg["tp_size"], layout.replicas
-            )
-            if layout
-            else None
-        ),
+        "timeline": _timeline(analysis),
     }

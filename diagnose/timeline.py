@@ -103,10 +103,12 @@ def _stamps(
 
 
 def _seconds(stamp: tuple[datetime, Evidence] | None, start: datetime) -> float | None:
+    """Seconds since the first rank began: absolute clock times mean little across nodes."""
     return None if stamp is None else round((stamp[0] - start).total_seconds(), 3)
 
 
 def _status(row: dict[str, Any], typical: float, node_logged: bool) -> str:
+    """No begin on a node that logs is `missing`; on a node without a log it is unknown."""
     if row["begin"] is None:
         return "missing" if node_logged else "no log"
     if row["begin"] - typical > LATE_AFTER_S:
@@ -143,6 +145,7 @@ def _notes(rows: list[dict[str, Any]], typical: float) -> list[str]:
 
 
 def _who(row: dict[str, Any]) -> str:
+    """`Rank 11 (node 1 GPU 3)`: the rank as someone walking to the machine needs it."""
     where = f"node {row['node']}" if row["node"] is not None else "an unknown node"
     gpu = f" GPU {row['gpu']}" if row["gpu"] is not None else ""
     replica = f" of replica {row['replica']}" if row["replica"] else ""
@@ -150,4 +153,5 @@ def _who(row: dict[str, Any]) -> str:
 
 
 def _order(node: int | None) -> int:
+    """Sort key putting ranks of unknown node first."""
     return -1 if node is None else node

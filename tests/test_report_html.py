@@ -14,6 +14,7 @@ from typing import Any
 from diagnose.report_html import anchor_id, render_html
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "source", "area", "base"}
+SVG_LEAVES = {"rect", "line"}  # written both as <rect/> and as <rect><title>…</title></rect>
 XSS = "<script>alert(1)</script> &amp; done"
 
 
@@ -141,7 +142,17 @@ def seed() -> dict[str, Any]:
                 "severity": "warning",
                 "title": "odd log line",
                 "message": "a log line looked odd",
-                "evidence": [{"file": "logs/rank 0 <a>.log", "line": 12, "text": XSS}],
+                "evidence": [
+                    {
+                        "file": "logs/rank 0 <a>.log",
+                        "line": 12,
+                        "text": XSS,
+                        "context": {
+                            "before": [{"line": 11, "text": "Traceback <b>(most recent)</b>"}],
+                            "after": [{"line": 13, "text": "next &lt;line&gt;"}],
+                        },
+                    }
+                ],
                 "fix": "look at it",
             },
             {
@@ -240,6 +251,7 @@ class _Page(HTMLParser):
         self.errors: list[str] = []
         self.kind: str | None = None
         self.cells: dict[str, list[tuple[int, int]]] = {}
+        self.classes: dict[str, dict[int, set[str]]] = {}
         self.idle: dict[str, int] = {}
         self.in_ev = 0
         self.evidence = ""
@@ -253,31 +265,35 @@ class _Page(HTMLParser):
             self.ids.add(a["id"] or "")
         if a.get("href"):
             self.hrefs.append(a["href"] or "")
-        if tag in VOID:
+        if tag in VOID or tag in SVG_LEAVES:
             return
         self.stack.append(tag)
-        if tag == "section" and "map" in (a.get("class") or "").split():
-            self.kind = a["data-kind"]
-            self.cells[self.kind or ""] = []
-            self.idle[self.kind or ""] = 0
-        if tag == "td" and self.kind is not None:
+        classes = (a.get("class") or "").split()
+        if tag == "section" and "mapcard" in classes:
+            self.kind = a["data-kind"] or ""
+            self.cells[self.kind] = []
+            self.classes[self.kind] = {}
+            self.idle[self.kind] = 0
+        if tag == "g" and "cell" in classes and self.kind is not None:
             if a.get("data-g") is not None:
-                self.cells[self.kind].append((int(a["data-r"] or -1), int(a["data-g"] or -1)))
-            elif a.get("class") == "idle":
+                rank = int(a["data-r"] or -1)
+                self.cells[self.kind].append((rank, int(a["data-g"] or -1)))
+                self.classes[self.kind][rank] = set(classes)
+            elif "idle" in classes:
                 self.idle[self.kind] += 1
-        if tag == "div" and (self.in_ev or a.get("class") == "ev"):
+        if tag == "table" and "ctx" in classes:
             self.in_ev += 1
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in VOID:
+        if tag in VOID or tag in SVG_LEAVES:
             return
         if not self.stack or self.stack[-1] != tag:
             self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
             return
         self.stack.pop()
-        if tag == "section" and self.kind is not None and "section" not in self.stack[-1:]:
+        if tag == "section" and self.kind is not None:
             self.kind = None
-        if tag == "div" and self.in_ev:
+        if tag == "table" and self.in_ev:
             self.in_ev -= 1
 
     def handle_data(self, data: str) -> None:
@@ -317,7 +333,24 @@ def test_log_text_is_escaped() -> None:
     assert "<script>alert(1)</script>" not in page
     assert page.count("<script>") == 1  # the page's own, optional, script
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp;amp; done" in page
-    assert XSS in parse(page).evidence
+    evidence = parse(page).evidence
+    assert XSS in evidence
+    assert "Traceback <b>(most recent)</b>" in evidence and "next &lt;line&gt;" in evidence
+    assert "<b>" not in page
+
+
+def test_evidence_shows_its_context_in_file_order() -> None:
+    page = render_html(seed())
+    page = page[page.index("logs/rank 0 &lt;a&gt;.log:12") :]
+    rows = re.findall(r'<tr( class="hit")?><th scope="row">(\d+)</th>', page)
+    assert [(bool(hit), int(n)) for hit, n in rows[:3]] == [(False, 11), (True, 12), (False, 13)]
+
+
+def test_backticks_become_code_after_escaping() -> None:
+    doc = seed()
+    doc["findings"][0]["message"] = "creating the `tp` group failed: `<b>x</b>`"
+    page = render_html(doc)
+    assert "creating the <code>tp</code> group failed: <code>&lt;b&gt;x&lt;/b&gt;</code>" in page
 
 
 def test_findings_ordered_with_evidence_linked_to_inputs() -> None:
@@ -340,8 +373,10 @@ def test_every_group_kind_appears_and_alias_is_named() -> None:
         assert group["label"] in page
         assert f'<code class="muted">{group["kind"]}</code>' in page
     assert "same ranks as ATTN_CP" in page
-    for text in ("Parameters (weights split)", "Requests (batch split)", "Sequences", "Experts"):
+    for text in ("Parameters: the weights", "Requests: the batch", "Sequences: the tokens"):
         assert text in page
+    assert "Experts: the MoE experts" in page
+    assert "Attention context parallel" in page  # the general meaning, for newcomers
     assert "tp_size / attn_dp_size / attn_cp_size = 8 / 2 / 2 = 2" in page
     assert "DeepSeek-V3" in page and "which transport NCCL used" in page
 
@@ -393,3 +428,120 @@ def test_1024_ranks_stay_small() -> None:
             assert len(parsed.cells[group["kind"]]) == 1024
     assert "… 240 more" in page  # 256 PP groups, first 16 listed
     assert "… 112 more" in page  # 128 TP groups, first 16 listed
+    assert 'class="rm compact"' in page
+
+
+def test_numbers_of_a_formula_name_their_sources() -> None:
+    doc = seed()
+    attn_tp = next(g for g in doc["groups"] if g["kind"] == "attn_tp")
+    attn_tp["formula"] = doc["derived"][0]["formula"]
+    doc["derived"].append({"name": "attn_dp_size", "value": 2, "formula": "dp_size = 2"})
+    page = render_html(doc)
+    kind = page[page.index(f'id="{anchor_id("g", "attn_tp")}"') :]
+    kind = kind[: kind.index("</article>")]
+    assert '<code>tp_size = 8</code></th><td><a href="#' + anchor_id("in", "launch.sh") in kind
+    assert "<code>attn_cp_size = 2</code></th><td>command line" in kind
+    assert "<code>attn_dp_size = 2</code></th><td>dp_size = 2" in kind
+    assert "<code>attn_tp_size = 2</code>" not in kind  # what the formula computes
+
+
+def test_map_card_says_which_groups_and_whether_they_stay_inside_a_node() -> None:
+    page = render_html(seed())
+    card = page[page.index('data-kind="attn_cp"') :]
+    card = card[: card.index("</section>")]
+    assert "Attention context parallel" in card
+    assert "every group stays inside one node" in card
+    for index, ranks in enumerate(["0, 2", "1, 3", "4, 6", "5, 7"]):
+        assert f"g{index} [{ranks}]" in card
+    crossing = render_html(two_nodes())
+    card = crossing[crossing.index('data-kind="tp"') :]
+    assert "✗ the group spans 2 nodes" in card[: card.index("</section>")]
+
+
+def test_kinds_that_split_nothing_are_grey_and_last() -> None:
+    doc = seed()
+    doc["groups"].append(
+        _group("pp", "parameters", [[r] for r in range(8)], _one_node([[r] for r in range(8)]))
+    )
+    page = render_html(doc)
+    parsed = parse(page)
+    assert list(parsed.cells)[-1] == "pp"
+    assert all(classes == {"cell", "t"} for classes in parsed.classes["pp"].values())
+    assert 'data-kind="pp" data-label="PP" data-count="8" data-trivial' in page
+
+
+def test_big_layouts_open_on_one_kind_and_small_ones_on_all() -> None:
+    assert 'id="rankmap" data-default=""' in render_html(seed())
+    assert 'id="rankmap" data-default="pp"' in render_html(big())  # the kind crossing nodes
+
+
+def test_timeline_draws_every_rank_and_names_the_outliers() -> None:
+    doc = two_nodes()
+    rows = [
+        {"rank": r, "replica": 0, "node": r // 8, "host": None, "gpu": r % 8, "file": "n.log",
+         "line": r + 1, "begin": 0.0 if r != 3 else 42.0, "end": None if r == 3 else 45.0,
+         "status": "late" if r == 3 else "ok"}
+        for r in range(8)
+    ] + [
+        {"rank": r, "replica": 0, "node": 1, "host": None, "gpu": r % 8, "file": None,
+         "line": None, "begin": None, "end": None, "status": "no log"}
+        for r in range(8, 16)
+    ]  # fmt: skip
+    doc["timeline"] = {
+        "start": "2026-03-12 09:41:10",
+        "late_after_s": 10.0,
+        "median_begin": 0.0,
+        "span": 45.0,
+        "counts": {"ok": 7, "late": 1, "no log": 8},
+        "ranks": rows,
+        "notes": ["Rank 3 (node 0 GPU 3) began `Init torch distributed` 42 s after <b>"],
+    }
+    page = render_html(doc)
+    parse(page)
+    assert page.count('<g class="tr"') == 16
+    assert '<g class="tr" data-status="late" data-r="3">' in page
+    assert "<code>Init torch distributed</code> 42 s after &lt;b&gt;" in page
+    assert '<a href="#timeline">' in page
+
+
+def test_observed_groups_and_traffic_render_when_present() -> None:
+    doc = two_nodes()
+    doc["groups"][0]["observed"] = [list(range(16))]
+    doc["groups"][0]["status"] = "match"
+    doc["groups"][1]["observed"] = {"comm": "<0x55>"}
+    doc["groups"][1]["status"] = "mismatch"
+    doc["traffic"] = {
+        "source": "trace <rank0.json>",
+        "matrix": [[0 if i == j else (i + j) * 1e6 for j in range(16)] for i in range(16)],
+        "groups": [{"kind": "tp", "index": 0, "bytes": 3.5e9, "time_us": 1234.5, "calls": 61}],
+    }
+    page = render_html(doc)
+    parse(page)
+    assert "observed: match" in page and "<code>[0–15]</code>" in page
+    assert "observed: mismatch" in page and "{&#34;comm&#34;: &#34;&lt;0x55&gt;&#34;}" in page
+    assert "From trace &lt;rank0.json&gt;." in page
+    assert page.count("fill-opacity=") == 16 * 15
+    assert "3.3 GB" in page and "1.2 ms" in page
+    assert "observed:" not in render_html(two_nodes())
+    assert 'id="traffic"' not in render_html(two_nodes())
+
+
+def test_overlapping_evidence_of_one_file_is_one_block_and_extra_pieces_fold() -> None:
+    def item(line: int) -> dict[str, Any]:
+        around = {"before": [{"line": line - 1, "text": f"line {line - 1}"}]}
+        return {"file": "n.log", "line": line, "text": f"hit {line}", "context": around}
+
+    doc = seed()
+    doc["findings"][2]["evidence"] = [item(175), item(177), item(30), item(90), item(95)]
+    page = render_html(doc)
+    parse(page)
+    assert "n.log:175, 177</span>" in page
+    block = page[page.index("n.log:175, 177") :]
+    block = block[: block.index("</table>")]
+    assert re.findall(r'<tr( class="hit")?><th scope="row">(\d+)', block) == [
+        ("", "174"),
+        (' class="hit"', "175"),
+        ("", "176"),
+        (' class="hit"', "177"),
+    ]
+    assert "2 more pieces of evidence" in page  # n.log:30 shown, 90 and 95 folded
