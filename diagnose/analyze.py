@@ -16,6 +16,19 @@ from parsers.launch_cmd import LaunchCommand
 from rules import catalog
 from rules.base import Context
 
+# Parameters that legitimately differ between the nodes (and servers) of one job.
+PER_NODE_PARAMS = frozenset(
+    {
+        "model_path",
+        "node_rank",
+        "dist_init_addr",
+        "host",
+        "port",
+        "master_addr",
+        "data_parallel_rank",
+    }
+)
+
 
 class BadInput(Exception):
     """The inputs cannot be analysed (nothing readable, a broken --model-config); the CLI
@@ -100,11 +113,11 @@ def analyse(
     models: list[ModelFacts] | None = None,
 ) -> Analysis:
     engine = _engine(logs, extra_commands or [], options)
-    compared = [p for p in engine.key_params if p != "model_path"]
+    compared = [p for p in engine.key_params if p not in PER_NODE_PARAMS]
     assembled = assemble(logs, extra_commands, compared)
     if not assembled.params and not assembled.prefixes:
         raise BadInput(f"no engine configuration found in the inputs ({_input_summary(inputs)})")
-    params = _complete(assembled, options)
+    params = _complete(engine, assembled, options)
     model = _model(params, options, models or [])
     cfg = engine.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(engine, cfg, assembled)
@@ -145,12 +158,12 @@ def analyse(
     return analysis
 
 
-def _complete(assembled: Assembled, options: Options) -> dict[str, Param]:
+def _complete(engine: Engine, assembled: Assembled, options: Options) -> dict[str, Param]:
     """The configured values, plus what options override and what the logs imply."""
     params = dict(assembled.params)
     if options.nnodes is not None:
         params["nnodes"] = Param("nnodes", options.nnodes, Source("option", why="--nnodes"))
-    if "tp_size" not in params and assembled.prefixes:
+    if engine.name == "sglang" and "tp_size" not in params and assembled.prefixes:
         params.update(_sizes_from_prefixes(assembled))
     if "nnodes" not in params and len(assembled.nccl_hosts) > 1:
         hosts = ", ".join(assembled.nccl_hosts)
@@ -160,7 +173,8 @@ def _complete(assembled: Assembled, options: Options) -> dict[str, Param]:
 
 
 def _sizes_from_prefixes(assembled: Assembled) -> dict[str, Param]:
-    """With no configuration at all, the highest TP/PP numbers seen bound the sizes."""
+    """With no SGLang configuration at all, the highest TP/PP numbers in the scheduler
+    prefixes bound the sizes."""
     tps = [t["tp"] for _, t in assembled.prefixes if "tp" in t]
     pps = [t["pp"] for _, t in assembled.prefixes if "pp" in t]
     out = {}

@@ -167,8 +167,16 @@ def world_rank_hosts(comms: pl.DataFrame, world: int) -> dict[int, str]:
 
 
 def _node_hosts(out: Assembled, logs: list[EngineLog]) -> None:
-    """Rank → host from per-rank logs; node → host from per-node logs (one host name in a
-    file that says which node it is)."""
+    """Rank → host from lines that state both (worker prefixes) and from per-rank logs;
+    node → host from per-node logs (one host name in a file that says which node it is)."""
+    for log in logs:
+        df = log.prefixes
+        if {"rank", "host"} <= set(df.columns):
+            pairs = df.drop_nulls(["rank", "host"]).unique(
+                "rank", keep="first", maintain_order=True
+            )
+            for rank, host in pairs.select("rank", "host").iter_rows():
+                out.rank_hosts.setdefault(int(rank), host)
     tp = out.params.get("tp_size")
     tp_size = tp.value if tp and isinstance(tp.value, int) else 1
     for log in logs:

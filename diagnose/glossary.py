@@ -129,8 +129,9 @@ TERMS: tuple[Term, ...] = (
         "Experts of an MoE layer are placed on different ranks; tokens travel to their experts.",
         "All-to-all per MoE layer; wants NVLink inside a node and RDMA (with an a2a backend "
         "such as DeepEP) across nodes.",
-        "SGLang --ep-size; vLLM --enable-expert-parallel (EP = TP × DP); Megatron "
-        "--expert-model-parallel-size.",
+        "SGLang --ep-size; vLLM --enable-expert-parallel (EP is always the whole dp × pcp × tp "
+        "plane of a stage; the flag decides whether experts are split or TP-sharded over it); "
+        "Megatron --expert-model-parallel-size; DeepSpeed ep_size.",
     ),
     Term(
         "CP",
@@ -153,6 +154,98 @@ TERMS: tuple[Term, ...] = (
     ),
 )
 
+TERMS += (
+    Term(
+        "DP-CP",
+        "Data parallel with context parallel",
+        "requests",
+        "Megatron's gradient and optimizer group: every rank holding the same weights (same TP "
+        "and PP rank), that is DP × CP ranks.",
+        "Gradient reduce-scatter / all-reduce and parameter all-gather once per step.",
+        "Megatron DATA_PARALLEL_GROUP_WITH_CP (world / (tp·pp·cp) × cp ranks).",
+    ),
+    Term(
+        "EDP",
+        "Expert data parallel",
+        "requests",
+        "Replicas of the same experts in Megatron's expert grid (and DeepSpeed's expert-data "
+        "groups): edp = world / (etp·ep·pp).",
+        "Expert gradient reduction once per step.",
+        "Megatron EXPERT_DATA_PARALLEL_GROUP; DeepSpeed expert-data-parallel groups (ep_size).",
+    ),
+    Term(
+        "ETP",
+        "Expert tensor parallel (Megatron) / Engram tensor parallel (vLLM)",
+        "parameters",
+        "Megatron: each expert's weights split over etp ranks, independent of the attention TP "
+        "(default etp = tp). vLLM 0.30+: the Engram embedding's TP group, the `tp` group under "
+        "another name unless an Engram config widens it to tp × dp.",
+        "All-reduce / reduce-scatter of expert outputs per MoE layer (Megatron).",
+        "Megatron --expert-tensor-parallel-size; vLLM etp (Engram models).",
+    ),
+    Term(
+        "MP",
+        "Model parallel",
+        "parameters",
+        "Every TP and PP rank of one Megatron model replica (CP not included).",
+        "Small all-reduces (gradient norm, inf/NaN checks) per step.",
+        "Megatron MODEL_PARALLEL_GROUP.",
+    ),
+    Term(
+        "EMB",
+        "Embedding group",
+        "parameters",
+        "The first and last pipeline stage, which hold the tied word embeddings.",
+        "One all-reduce of the embedding gradient per step.",
+        "Megatron EMBEDDING_GROUP (and POSITION_EMBEDDING_GROUP).",
+    ),
+    Term(
+        "DISTOPT",
+        "Distributed-optimizer instance",
+        "world",
+        "All ranks of one distributed-optimizer instance (world / "
+        "num_distributed_optimizer_instances).",
+        "Gradient-norm and zero-count reductions.",
+        "Megatron INTRA_DISTRIBUTED_OPTIMIZER_INSTANCE_GROUP.",
+    ),
+    Term(
+        "DCP",
+        "Decode context parallel",
+        "sequences",
+        "The KV cache of one request split over ranks of the TP group, so long contexts fit "
+        "during decode; it brings no GPUs of its own.",
+        "Partial attention results combined across the group each decode step.",
+        "vLLM -dcp / --decode-context-parallel-size; SGLang --dcp-size (0.5.23+).",
+    ),
+    Term(
+        "PCP",
+        "Prefill context parallel",
+        "sequences",
+        "The tokens of one prefill split over ranks that have GPUs of their own (vLLM's PCP "
+        "axis sits between PP and TP: stride tp).",
+        "KV exchange between the PCP ranks during prefill.",
+        "vLLM -pcp / --prefill-context-parallel-size.",
+    ),
+    Term(
+        "EPLB",
+        "Expert-parallel load balancing",
+        "experts",
+        "A second communicator over the EP ranks that moves expert weights to rebalance hot "
+        "experts at run time.",
+        "Occasional expert-weight transfers between EP ranks.",
+        "vLLM --enable-eplb; SGLang --enable-eplb (needs ep_size > 1).",
+    ),
+    Term(
+        "HCP",
+        "Hierarchical context parallel",
+        "sequences",
+        "A CP group split into levels (e.g. inside a node, then across nodes) so that the KV "
+        "exchange uses NVLink for the inner level.",
+        "Ring / all-gather KV exchange per level.",
+        "Megatron --hierarchical-context-parallel-sizes.",
+    ),
+)
+
 ALIASES: dict[str, str] = {
     "MOEDP": "MOE_DP",
     "ATTENTION_TP": "ATTN_TP",
@@ -162,6 +255,9 @@ ALIASES: dict[str, str] = {
     "MOEEP": "MOE_EP",
     "MOETP": "MOE_TP",
     "ATTN_CP_SIZE": "ATTN_CP",
+    "DPCP": "DP-CP",
+    "DP_CP": "DP-CP",
+    "EMBEDDING": "EMB",
 }
 
 

@@ -105,27 +105,6 @@ HEATMAP_MAX = 64
 HEATMAP_SIZE = 512
 TRAFFIC_GROUP_ROWS = 200
 
-# Parameters shown first; the other few hundred fields of a server_args dump are folded.
-LAYOUT_PARAMS = (
-    "tp_size",
-    "pp_size",
-    "dp_size",
-    "enable_dp_attention",
-    "attn_dp_size",
-    "attn_cp_size",
-    "moe_dp_size",
-    "ep_size",
-    "moe_dense_tp_size",
-    "moe_a2a_backend",
-    "dcp_size",
-    "nnodes",
-    "node_rank",
-    "base_gpu_id",
-    "gpu_id_step",
-    "dist_init_addr",
-    "model_path",
-)
-
 
 def render_html(result: dict[str, Any]) -> str:
     """Render the result document as a complete HTML5 page (inline CSS/SVG/JS, nothing else)."""
@@ -178,7 +157,7 @@ def _page(result: dict[str, Any]) -> dict[str, Any]:
         "map": _rank_map(result, groups, labels, coords),
         "cuts": _cuts(groups, labels, params, derived, anchors),
         "coords": sorted(coords.items(), key=lambda kv: _rank_key(kv[0])),
-        **_params(params, anchors, groups, derived),
+        **_params(params, result.get("layout_params") or [], anchors, groups, derived),
         "derived": derived,
         "model": [(k, v) for k, v in (result.get("model") or {}).items() if v is not None],
         "timeline": _timeline(result.get("timeline"), anchors),
@@ -635,15 +614,16 @@ def _run(start: int, end: int) -> str:
 
 def _params(
     params: dict[str, Any],
+    layout_params: list[str],
     anchors: dict[str, str],
     groups: list[dict[str, Any]],
     derived: list[dict[str, Any]],
 ) -> dict[str, list[dict[str, Any]]]:
-    """The parameters that shape the layout first (SGLang's known ones, then any other that a
-    formula names, whatever the engine), the few hundred others of a dump folded away."""
+    """The parameters that shape the layout first (the engine's own list, then any other that
+    a formula names), the few hundred others of a dump folded away."""
     formulas = [g.get("formula") or "" for g in groups] + [d["formula"] for d in derived]
     named = [n for text in formulas for n in _NAME.findall(text) if n in params]
-    first = list(dict.fromkeys([*(n for n in LAYOUT_PARAMS if n in params), *named]))
+    first = list(dict.fromkeys([*(n for n in layout_params if n in params), *named]))
 
     def rows(names: list[str]) -> list[dict[str, Any]]:
         return [

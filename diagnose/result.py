@@ -136,6 +136,7 @@ def document(analysis: Analysis) -> dict[str, Any]:
         "verdict": verdict(analysis),
         "model": _model(analysis),
         "params": {name: p.to_json() for name, p in sorted(cfg.params.items())},
+        "layout_params": [p for p in analysis.engine.key_params if p in cfg.params],
         "derived": [
             {"name": d.name, "value": d.value, "formula": d.formula}
             for d in (cfg.derived() if layout else [])

@@ -116,7 +116,7 @@ def _experts(ctx: Context) -> Iterable[Finding]:
         return
     ep, mtp = shape.ep, shape.moe_tp
     ev = ctx.evidence_for(*shape.params.get("ep", ()))
-    if m.n_routed_experts % ep:
+    if m.n_routed_experts % ep and not shape.uneven_experts:
         yield EXPERTS.finding(
             f"{m.name} has {m.n_routed_experts} routed experts, not divisible by the EP size "
             f"{ep}: the engine asserts while building the MoE layer.",
@@ -163,6 +163,7 @@ def _layers(ctx: Context) -> Iterable[Finding]:
             f"{m.num_hidden_layers} layers over {pp} stages do not divide evenly; the engine "
             f"splits them as {split}. The stage with most layers sets the pace.",
             ctx.evidence_for(*shape.params.get("pp", ())),
+            fix=shape.fix(LAYERS.id, LAYERS.fix),
         )
 
 
@@ -170,11 +171,13 @@ LAYERS = Rule(
     "RM205",
     "Layers over pipeline stages",
     "info",
-    "num_hidden_layers against pp_size, with SGLang's actual split.",
-    "SGLang splits layers evenly and gives the remainder to the last stages (61 layers on "
-    "PP 4 → [15, 15, 15, 16]); the stage with most layers sets the throughput.",
-    "Pick pp_size dividing the layer count, or set SGLANG_PP_LAYER_PARTITION to balance "
-    "embedding/head-heavy stages.",
+    "num_hidden_layers against the pipeline size, with the engine's actual split.",
+    "Engines split layers evenly and place the remainder on some stages (SGLang: the last "
+    "ones, 61 layers on PP 4 → [15, 15, 15, 16]; Megatron refuses an uneven split unless "
+    "told); the stage with most layers sets the throughput.",
+    "Pick a pipeline size dividing the layer count, or give the engine an explicit split "
+    "(SGLANG_PP_LAYER_PARTITION, VLLM_PP_LAYER_PARTITION, Megatron's first/last-stage layer "
+    "counts).",
     _layers,
 )
 

@@ -50,6 +50,7 @@ class Shape:
     replicas: int = 1
     pp_kind: str = "pp"
     training: bool = False  # training engines: no KV cache, costs per step not per token
+    uneven_experts: bool = False  # the engine gives remainder experts to the first ranks
     per_node_formula: str = ""
     params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     hints: dict[str, str] = field(default_factory=dict)
