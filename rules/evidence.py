@@ -175,4 +175,27 @@ CONFLICTS = Rule(
 )
 
 
-RULES: tuple[Rule, ...] = (PREFIXES, CRASHES, NCCL_WARN, CONFLICTS)
+def _mixed_engines(ctx: Context) -> Iterable[Finding]:
+    if len(ctx.engine_files) < 2:
+        return
+    parts = [f"{name}: {', '.join(files[:3])}" for name, files in ctx.engine_files.items()]
+    yield MIXED.finding(
+        f"The inputs come from {len(ctx.engine_files)} engines ({'; '.join(parts)}); rankmap "
+        f"analysed them as {ctx.cfg.engine}.",
+        [Evidence(files[0], None, f"{name} log") for name, files in ctx.engine_files.items()],
+    )
+
+
+MIXED = Rule(
+    "RM305",
+    "Logs of several engines in one directory",
+    "warning",
+    "Whether the inputs were written by more than one engine (say SGLang and vLLM logs "
+    "side by side).",
+    "One layout describes one job: a directory with 8 SGLang and 8 vLLM logs is two jobs, and "
+    "their ranks 0–7 are different processes; mixing them gives groups neither job had.",
+    "Point rankmap at one job's directory, or name the engine with --engine.",
+    _mixed_engines,
+)
+
+RULES: tuple[Rule, ...] = (PREFIXES, CRASHES, NCCL_WARN, CONFLICTS, MIXED)
