@@ -52,8 +52,8 @@ def bench_log(lines: int) -> None:
         parse_sglang_log(log, log.name)
         parse = time.perf_counter() - start
         start = time.perf_counter()
-        logs, inputs, models = read_inputs(Path(tmp))
-        analyse(logs, inputs, Options(gpus_per_node=8), "report", models=models)
+        found = read_inputs(Path(tmp))
+        analyse(found, Options(gpus_per_node=8), "report")
         whole = time.perf_counter() - start
     print(f"log of {lines:,} lines ({size / 1e6:.0f} MB)")
     print(f"  parse_sglang_log   {parse:7.2f} s   {lines / parse / 1e6:6.2f} M lines/s")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose import graph as rank_graph
@@ -13,6 +13,9 @@ from diagnose.engines.base import Engine, EngineConfig, EngineLog
 from diagnose.model import Finding, InputFile, Layout, Param, Source
 from parsers.hf_config import ModelConfigError, ModelFacts, load_config_json, resolve_model
 from parsers.launch_cmd import LaunchCommand
+from parsers.lines import read_lines
+from parsers.nccl_log import NcclFacts, parse_nccl
+from parsers.torch_dist_log import TorchDistFacts, parse_torch_dist
 from rules import catalog
 from rules.base import Context
 
@@ -64,38 +67,66 @@ class Analysis:
     sample: bool = False
 
 
-def read_inputs(path: Path) -> tuple[list[EngineLog], list[InputFile], list[ModelFacts]]:
-    """Parse every file under `path`; each one is accounted for in the returned inputs."""
+@dataclass
+class Inputs:
+    """Everything read from a log directory, and how each file was handled."""
+
+    logs: list[EngineLog] = field(default_factory=list)
+    files: list[InputFile] = field(default_factory=list)
+    models: list[ModelFacts] = field(default_factory=list)
+    nccl: list[NcclFacts] = field(default_factory=list)
+    torch: list[TorchDistFacts] = field(default_factory=list)
+
+
+def read_inputs(path: Path) -> Inputs:
+    """Parse every file under `path`; each one is accounted for in `files`."""
     candidates = discover(path) if path.is_dir() else [single_file(path)]
-    logs, inputs, models = [], [], []
+    found = Inputs()
     for cand in candidates:
-        record, log, model = _read_one(cand)
-        inputs.append(record)
-        if log is not None:
-            logs.append(log)
-        if model is not None:
-            models.append(model)
-    return logs, inputs, models
+        found.files.append(_read_one(cand, found))
+    return found
 
 
-def _read_one(cand: Candidate) -> tuple[InputFile, EngineLog | None, ModelFacts | None]:
+def _read_one(cand: Candidate, found: Inputs) -> InputFile:
+    """Parse one file into `found`; return its record (parsed, skipped or failed)."""
+
+    def record(status: str, reason: str | None = None) -> InputFile:
+        return InputFile(cand.display, cand.format, status, reason, cand.size)  # type: ignore[arg-type]
+
     if cand.skip_reason:
-        return (
-            InputFile(cand.display, cand.format, "skipped", cand.skip_reason, cand.size),
-            None,
-            None,
-        )
+        return record("skipped", cand.skip_reason)
+    said = False
     try:
         if cand.format == "hf-config":
-            model = load_config_json(cand.path)
-            return InputFile(cand.display, cand.format, "parsed", None, cand.size), None, model
-        log = registry.engine(cand.engine).parse_log(cand.path, cand.display)
+            found.models.append(load_config_json(cand.path))
+            return record("parsed")
+        if cand.engine is not None:
+            log = registry.engine(cand.engine).parse_log(cand.path, cand.display)
+            if _says_anything(log):
+                found.logs.append(log)
+                said = True
+        if cand.nccl or cand.torch or cand.engine is not None:
+            said = _read_distributed(cand, found) or said
     except (OSError, ValueError, ModelConfigError) as exc:
-        return InputFile(cand.display, cand.format, "failed", str(exc), cand.size), None, None
-    if not _says_anything(log):
-        reason = "no engine configuration, rank prefixes or NCCL lines found"
-        return InputFile(cand.display, cand.format, "skipped", reason, cand.size), None, None
-    return InputFile(cand.display, cand.format, "parsed", None, cand.size), log, None
+        return record("failed", str(exc))
+    if not said:
+        return record("skipped", "no engine configuration, rank prefixes, NCCL or PyTorch lines")
+    return record("parsed")
+
+
+def _read_distributed(cand: Candidate, found: Inputs) -> bool:
+    """NCCL and PyTorch distributed lines, wherever they sit (engine logs included)."""
+    frame = read_lines(cand.path)
+    nccl = parse_nccl(frame, cand.display)
+    torch = parse_torch_dist(frame, cand.display)
+    said = False
+    if not (nccl.comms.is_empty() and nccl.warns.is_empty() and nccl.procs.is_empty()):
+        found.nccl.append(nccl)
+        said = True
+    if not (torch.pgs.is_empty() and torch.works.is_empty() and not torch.errors):
+        found.torch.append(torch)
+        said = True
+    return said
 
 
 def _says_anything(log: EngineLog) -> bool:
@@ -105,20 +136,20 @@ def _says_anything(log: EngineLog) -> bool:
 
 
 def analyse(
-    logs: list[EngineLog],
-    inputs: list[InputFile],
+    found: Inputs,
     options: Options,
     mode: str,
     extra_commands: list[LaunchCommand] | None = None,
-    models: list[ModelFacts] | None = None,
 ) -> Analysis:
-    engine = _engine(logs, extra_commands or [], options)
+    engine = _engine(found.logs, extra_commands or [], options)
     compared = [p for p in engine.key_params if p not in PER_NODE_PARAMS]
-    assembled = assemble(logs, extra_commands, compared)
+    assembled = assemble(found.logs, extra_commands, compared, found.nccl)
     if not assembled.params and not assembled.prefixes:
-        raise BadInput(f"no engine configuration found in the inputs ({_input_summary(inputs)})")
+        raise BadInput(
+            f"no engine configuration found in the inputs ({_input_summary(found.files)})"
+        )
     params = _complete(engine, assembled, options)
-    model = _model(params, options, models or [])
+    model = _model(params, options, found.models)
     cfg = engine.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(engine, cfg, assembled)
     shape = cfg.shape(model)
@@ -151,7 +182,7 @@ def analyse(
         model=model,
         gpus_per_node=options.gpus_per_node,
         findings=findings,
-        inputs=inputs,
+        inputs=found.files,
         unknowns=_unknowns(engine, cfg, shape.nnodes, model, options, assembled, layout),
         assembled=assembled,
     )

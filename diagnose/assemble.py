@@ -17,6 +17,7 @@ import polars as pl
 from diagnose.engines.base import EngineLog
 from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
+from parsers.nccl_log import NcclFacts
 
 NOT_COORDINATES = ("line", "ts", "text", "host")
 
@@ -86,6 +87,7 @@ def assemble(
     logs: list[EngineLog],
     commands: list[LaunchCommand] | None = None,
     compared: Sequence[str] = (),
+    nccl: Sequence[NcclFacts] = (),
 ) -> Assembled:
     """Merge all inputs of one job; `commands` are extra launch commands (pre-flight).
 
@@ -111,10 +113,16 @@ def assemble(
         out.engine_files.setdefault(log.engine, []).append(log.path)
         out.events += log.events
         out.prefixes += _prefixes(log)
-    comms = [log.nccl_comms.with_columns(file=pl.lit(log.path)) for log in logs]
-    out.nccl_comms = pl.concat([c for c in comms if not c.is_empty()] or [pl.DataFrame()])
+    comms = [f.comms.with_columns(file=pl.lit(f.path)) for f in nccl if not f.comms.is_empty()]
+    out.nccl_comms = pl.concat(comms, how="diagonal_relaxed") if comms else pl.DataFrame()
+    out.nccl_hosts = _whole_hosts(
+        [h for f in nccl for h in f.procs["host"].drop_nulls().unique(maintain_order=True)]
+    )
     _node_hosts(out, logs)
-    out.has_net_lines = any(e.kind == "nccl_net" for e in out.events)
+    out.has_net_lines = any(
+        not f.net.is_empty() or f.links["transport_class"].str.starts_with("NET").any()
+        for f in nccl
+    )
     return out
 
 
@@ -154,6 +162,13 @@ def _prefixes(log: EngineLog) -> list[tuple[Evidence, dict[str, int]]]:
     return out
 
 
+def _whole_hosts(hosts: list[str]) -> list[str]:
+    """Distinct host names, without the tails of names a console paste cut mid-word
+    (`pseek-v2-5-0-1` beside `deepseek-v2-5-0-1`)."""
+    distinct = list(dict.fromkeys(hosts))
+    return [h for h in distinct if not any(o != h and o.endswith(h) for o in distinct)]
+
+
 def world_rank_hosts(comms: pl.DataFrame, world: int) -> dict[int, str]:
     """Rank → host from NCCL communicators as large as the world (their rank is global)."""
     if comms.is_empty():
@@ -181,9 +196,6 @@ def _node_hosts(out: Assembled, logs: list[EngineLog]) -> None:
     tp_size = tp.value if tp and isinstance(tp.value, int) else 1
     for log in logs:
         named = log.hosts.filter(pl.col("host").is_not_null())
-        for host in named.filter(pl.col("kind") == "nccl")["host"].unique(maintain_order=True):
-            if host not in out.nccl_hosts:
-                out.nccl_hosts.append(host)
         hosts = named.filter(pl.col("kind").is_in(["nccl", "prompt"]))["host"].unique().to_list()
         if len(hosts) != 1:
             continue

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from diagnose import __version__
-from diagnose.analyze import BadInput, Options, analyse, read_inputs
+from diagnose.analyze import BadInput, Inputs, Options, analyse, read_inputs
 from diagnose.engines import registry
 from diagnose.glossary import TERMS, find_term
 from diagnose.model import SEVERITY_ORDER
@@ -127,10 +127,10 @@ def report(
     if logdir is None:
         logdir = sample_logs_dir() / SAMPLE
         gpus_per_node = gpus_per_node or 8
-    logs, inputs, models = read_inputs(logdir)
+    found = read_inputs(logdir)
     options = Options(gpus_per_node, nnodes, model_config, engine_version, engine)
     try:
-        analysis = analyse(logs, inputs, options, "report", models=models)
+        analysis = analyse(found, options, "report")
     except BadInput as exc:
         raise InputError(f"{logdir}: {exc}") from exc
     analysis.logdir = str(logdir)
@@ -175,7 +175,7 @@ def check(
         raise InputError(str(exc)) from exc
     options = Options(gpus_per_node, nnodes, model_config, engine_version, engine)
     try:
-        analysis = analyse([], [], options, "check", extra_commands=[cmd])
+        analysis = analyse(Inputs(), options, "check", extra_commands=[cmd])
     except BadInput as exc:
         raise InputError(str(exc)) from exc
     analysis.command = cmd.text

@@ -7,13 +7,18 @@ syntax highlighter guesses a language, because log files rarely have telling nam
 
 from __future__ import annotations
 
+import gzip
 import os
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from diagnose.engines import registry
+from parsers.nccl_log import sniff_nccl
 
 HEAD_BYTES = 65536
+# PyTorch's distributed C++ lines (TORCH_CPP_LOG_LEVEL=INFO, watchdog, desync reports).
+TORCH_MARKERS = ("ProcessGroupNCCL", "WorkNCCL(", "[PG ID ", "Watchdog caught", "NCCL error")
 
 
 @dataclass(frozen=True)
@@ -26,31 +31,51 @@ class Candidate:
     format: str
     skip_reason: str | None = None
     engine: str | None = None
+    nccl: bool = False
+    torch: bool = False
 
 
-def _sniff(path: Path, head: bytes) -> tuple[str, str | None, str | None]:
-    """(format, skip reason, engine whose parser reads it)."""
-    if head[:2] == b"\x1f\x8b":
-        return "gzip", "compressed file: profiler traces and compressed logs are not read yet", None
+def _sniff(path: Path, head: bytes) -> Candidate:
+    """What a file is, from its first bytes (decompressed when it is gzip)."""
+    compressed = head[:2] == b"\x1f\x8b"
+    if compressed:
+        head = _gunzip_head(path)
+        if head is None:
+            return Candidate(path, "", 0, "gzip", "compressed file that does not decompress")
     if b"\x00" in head[:4096]:
-        return "binary", "binary file (Flight Recorder dumps are not read yet)", None
+        return Candidate(
+            path, "", 0, "binary", "binary file (Flight Recorder dumps are not read yet)"
+        )
     if path.suffix.lower() in (".md", ".rst") or path.stem.upper() == "README":
-        return "text", "documentation, not a log", None
+        return Candidate(path, "", 0, "text", "documentation, not a log")
     text = head.decode("utf-8", errors="replace")
-    engine = registry.sniff(text)
+    if text.lstrip().startswith("{") and ('"traceEvents"' in text or '"schemaVersion"' in text):
+        return Candidate(path, "", 0, "kineto-trace", "profiler trace: not read yet")
+    engine = None if compressed else registry.sniff(text)
+    nccl = sniff_nccl(text)
+    torch = any(marker in text for marker in TORCH_MARKERS)
+    parts = []
     if engine is not None:
         script = path.suffix == ".sh" or text.startswith("#!")
-        return f"{engine.name}-{'launch-script' if script else 'log'}", None, engine.name
+        parts.append(f"{engine.name}-{'launch-script' if script else 'log'}")
+    parts += ["nccl-log"] * nccl + ["torch-log"] * torch
+    if parts:
+        name = "+".join(parts) + (".gz" if compressed else "")
+        return Candidate(path, "", 0, name, None, engine.name if engine else None, nccl, torch)
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         if '"architectures"' in text or '"num_hidden_layers"' in text:
-            return "hf-config", None, None
-        if '"traceEvents"' in text or '"distributedInfo"' in text:
-            return "kineto-trace", "profiler trace: not read yet", None
-        return "json", "JSON file that is neither a model config.json nor an engine config", None
-    if " NCCL INFO " in text or " NCCL WARN " in text:
-        # The engine parsers read NCCL lines too; a dedicated NCCL reader is not here yet.
-        return "nccl-log", None, "sglang"
-    return "text", "no engine, NCCL or launch-command lines recognised", None
+            return Candidate(path, "", 0, "hf-config")
+        reason = "JSON file that is neither a model config.json nor an engine config"
+        return Candidate(path, "", 0, "json", reason)
+    return Candidate(path, "", 0, "text", "no engine, NCCL or PyTorch lines recognised")
+
+
+def _gunzip_head(path: Path) -> bytes | None:
+    try:
+        with gzip.open(path, "rb") as fh:
+            return fh.read(HEAD_BYTES)
+    except (OSError, EOFError, zlib.error):
+        return None
 
 
 def discover(root: Path) -> list[Candidate]:
@@ -81,8 +106,7 @@ def _candidate(root: Path, path: Path, display: str) -> Candidate:
         return Candidate(path, display, 0, "unreadable", f"cannot read: {exc.strerror or exc}")
     if size == 0:
         return Candidate(path, display, 0, "empty", "empty file")
-    fmt, reason, engine = _sniff(path, head)
-    return Candidate(path, display, size, fmt, reason, engine)
+    return replace(_sniff(path, head), display=display, size=size)
 
 
 def single_file(path: Path) -> Candidate:

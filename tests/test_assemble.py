@@ -20,8 +20,8 @@ def _write(d: Path, files: dict[str, str]) -> Path:
 
 
 def _analyse(d: Path):
-    logs, inputs, models = read_inputs(d)
-    return analyse(logs, inputs, Options(), "report", models=models)
+    found = read_inputs(d)
+    return analyse(found, Options(), "report")
 
 
 def test_one_log_per_node_gives_node_hosts(tmp_path: Path):

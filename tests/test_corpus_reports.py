@@ -20,8 +20,8 @@ EXPECTED = {
 
 
 def report(name: str) -> dict:
-    logs, inputs, models = read_inputs(CORPUS / name)
-    return document(analyse(logs, inputs, Options(), "report", models=models))
+    found = read_inputs(CORPUS / name)
+    return document(analyse(found, Options(), "report"))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -67,7 +67,7 @@ def test_connect_refused_names_the_group_being_created():
 def test_bundled_two_node_sample_matches_its_corpus_source():
     from diagnose.resources import sample_logs_dir
 
-    logs, inputs, models = read_inputs(sample_logs_dir() / "two_node_tp16")
-    doc = document(analyse(logs, inputs, Options(gpus_per_node=8), "report", models=models))
+    found = read_inputs(sample_logs_dir() / "two_node_tp16")
+    doc = document(analyse(found, Options(gpus_per_node=8), "report"))
     assert any(f["rule"] == "RM101" for f in doc["findings"])
     assert {i["status"] for i in doc["inputs"]} == {"parsed", "skipped"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.analyze import Options, analyse, read_inputs
+from diagnose.analyze import Inputs, Options, analyse, read_inputs
 from diagnose.engines.registry import parse_any_command
 from rules.catalog import RULES
 
@@ -35,11 +35,11 @@ def _findings(case: dict, tmp_path: Path):
         for name, text in case["files"].items():
             (tmp_path / "logs").mkdir(exist_ok=True)
             (tmp_path / "logs" / name).write_text(text)
-        logs, inputs, _ = read_inputs(tmp_path / "logs")
-        return analyse(logs, inputs, options, "report").findings
+        found = read_inputs(tmp_path / "logs")
+        return analyse(found, options, "report").findings
     options.engine_version = case.get("version")
     cmd = parse_any_command(shlex.split(case["command"]))
-    return analyse([], [], options, "check", extra_commands=[cmd]).findings
+    return analyse(Inputs(), options, "check", extra_commands=[cmd]).findings
 
 
 @pytest.mark.parametrize(("rule_id", "case"), list(_cases()))

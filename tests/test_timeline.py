@@ -41,8 +41,8 @@ def report(tmp_path: Path, **job: Any) -> dict[str, Any]:
     gen = generator()
     flags = dict(nnodes=2, tp=16, pp=1, dp=2, attn_cp=2, ep=16, a2a="deepep") | job
     gen.write_logs(tmp_path, gen.Job(**flags))
-    logs, inputs, models = read_inputs(tmp_path)
-    analysis = analyse(logs, inputs, Options(gpus_per_node=8), "report", models=models)
+    found = read_inputs(tmp_path)
+    analysis = analyse(found, Options(gpus_per_node=8), "report")
     analysis.logdir = str(tmp_path)
     return document(analysis)
 
@@ -85,8 +85,8 @@ def test_missing_rank_and_the_ranks_waiting_for_it(tmp_path: Path) -> None:
 def test_node_without_a_log_is_unknown_not_missing(tmp_path: Path) -> None:
     report(tmp_path)
     (tmp_path / "node001.log").unlink()
-    logs, inputs, _ = read_inputs(tmp_path)
-    doc = document(analyse(logs, inputs, Options(gpus_per_node=8, nnodes=2), "report"))
+    found = read_inputs(tmp_path)
+    doc = document(analyse(found, Options(gpus_per_node=8, nnodes=2), "report"))
     ranks = by_rank(doc)
     assert {ranks[r]["status"] for r in range(8, 16)} == {"no log"}
     assert "No log in the inputs from node 1" in doc["timeline"]["notes"][-1]

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from diagnose.analyze import Options, analyse
+from diagnose.analyze import Inputs, Options, analyse
 from diagnose.engines.registry import parse_any_command
 
 DSV3 = "vllm serve deepseek-ai/DeepSeek-V3"
@@ -15,7 +15,7 @@ LLAMA = "vllm serve meta-llama/Llama-3.1-8B-Instruct"
 
 def findings(command: str, **options) -> dict[str, list[str]]:
     cmd = parse_any_command(shlex.split(command))
-    found = analyse([], [], Options(**options), "check", extra_commands=[cmd]).findings
+    found = analyse(Inputs(), Options(**options), "check", extra_commands=[cmd]).findings
     out: dict[str, list[str]] = {}
     for f in found:
         out.setdefault(f.rule, []).append(f.message)

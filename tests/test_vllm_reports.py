@@ -50,8 +50,8 @@ def test_check_dsv3_prints_every_group_in_vllm_order_with_findings():
 def report(tmp_path: Path, name: str) -> dict:
     (tmp_path / "logs").mkdir()
     shutil.copy(CORPUS / name, tmp_path / "logs" / name)
-    logs, inputs, models = read_inputs(tmp_path / "logs")
-    return document(analyse(logs, inputs, Options(), "report", models=models))
+    found = read_inputs(tmp_path / "logs")
+    return document(analyse(found, Options(), "report"))
 
 
 @pytest.mark.parametrize("name", RAY_LOGS)

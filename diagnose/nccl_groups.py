@@ -1,0 +1,151 @@
+"""Communicators as NCCL built them, joined across processes and files.
+
+Each process logs its own view of a communicator (`comm 0x… rank R nranks N … commId`);
+the same communicator is recognised across processes by its commId, and a communicator
+made by ncclCommSplit by its parent's commId plus split count and colour. Comm-local
+ranks become global ranks through a communicator as large as the world (torch's default
+group, or SGLang's TP group when tp is the whole world), whose rank is the global rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from diagnose.model import Evidence
+from diagnose.observed import ObservedGroup
+from parsers.nccl_log import NcclFacts
+
+NET_CLASSES = ("NET/IB", "NET/Socket", "COLLNET")
+
+
+@dataclass
+class NcclView:
+    """Everything the pipeline takes from NCCL logs."""
+
+    groups: list[ObservedGroup]
+    keys: list[str]  # the communicator key of each group, same order
+    rank_of: dict[tuple[str, int], int]  # (host, pid) -> global rank
+    links: pl.DataFrame  # key, src, dst (global), src_host, dst_host, transport_class, file, line
+    collectives: pl.DataFrame  # key, host, pid, op, op_count, count, line, file
+
+
+def _frames(facts: list[NcclFacts], name: str) -> pl.DataFrame:
+    parts = [getattr(f, name).with_columns(file=pl.lit(f.path)) for f in facts]
+    parts = [p for p in parts if not p.is_empty()]
+    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+
+
+def _keyed(comms: pl.DataFrame) -> pl.DataFrame:
+    """Every comm row with the key that names its communicator across processes."""
+    return comms.with_columns(
+        key=pl.when(pl.col("parent_comm_id").is_not_null())
+        .then(
+            pl.concat_str(
+                [
+                    pl.lit("split "),
+                    pl.col("parent_comm_id"),
+                    pl.lit(" #"),
+                    pl.col("split_count").cast(pl.Utf8).fill_null("?"),
+                    pl.lit(" colour "),
+                    pl.col("color").cast(pl.Utf8).fill_null("?"),
+                ]
+            )
+        )
+        .when(pl.col("comm_id").is_not_null())
+        .then(pl.concat_str([pl.lit("commId "), pl.col("comm_id")]))
+        .otherwise(
+            pl.concat_str(
+                [pl.col("host"), pl.lit(":"), pl.col("pid").cast(pl.Utf8), pl.lit(" comm "),
+                 pl.col("comm")]
+            )
+        )
+    )  # fmt: skip
+
+
+def _rank_of(comms: pl.DataFrame, world: int | None) -> dict[tuple[str, int], int]:
+    """(host, pid) → global rank, from the root communicator that spans the world."""
+    roots = comms.filter(pl.col("parent_comm_id").is_null() & pl.col("rank").is_not_null())
+    if roots.is_empty():
+        return {}
+    size = world if world and (roots["nranks"] == world).any() else roots["nranks"].max()
+    rows = roots.filter(pl.col("nranks") == size).unique(["host", "pid"], keep="first")
+    return {(h, int(p)): int(r) for h, p, r in rows.select("host", "pid", "rank").iter_rows()}
+
+
+def view(facts: list[NcclFacts], world: int | None) -> NcclView:
+    comms = _frames(facts, "comms")
+    if comms.is_empty():
+        return NcclView([], [], {}, pl.DataFrame(), pl.DataFrame())
+    comms = _keyed(comms)
+    rank_of = _rank_of(comms, world)
+    groups, keys = [], []
+    for key, rows in comms.group_by("key", maintain_order=True):
+        groups.append(_group(rows, rank_of))
+        keys.append(str(key[0]))
+    return NcclView(
+        groups,
+        keys,
+        rank_of,
+        _links(_frames(facts, "links"), comms, rank_of),
+        _collectives(_frames(facts, "collectives"), comms),
+    )
+
+
+def _group(rows: pl.DataFrame, rank_of: dict[tuple[str, int], int]) -> ObservedGroup:
+    members = rows.unique("rank", keep="first").sort("rank")
+    globals_ = [rank_of.get((h, int(p))) for h, p in members.select("host", "pid").iter_rows()]
+    first = rows.sort("line").row(0, named=True)
+    size = int(rows["nranks"].max())
+    nnodes = rows["nnodes"].max()
+    return ObservedGroup(
+        source="nccl",
+        size=size,
+        ranks=None if None in globals_ else [int(g) for g in globals_],
+        name=first["key"],
+        hosts=rows["host"].unique(maintain_order=True).to_list(),
+        nnodes=int(nnodes) if nnodes is not None else None,
+        members_seen=members.height,
+        complete=bool(rows["init_complete_line"].is_not_null().all()),
+        evidence=[Evidence(first["file"], first["line"], first["text"], "nccl")],
+    )
+
+
+def _links(
+    links: pl.DataFrame, comms: pl.DataFrame, rank_of: dict[tuple[str, int], int]
+) -> pl.DataFrame:
+    """Connections with global ranks and hosts where the membership tells them."""
+    if links.is_empty():
+        return pl.DataFrame()
+    member = comms.select("key", "host", "pid", "comm", "rank").unique(["key", "rank"])
+    joined = links.join(
+        comms.select("host", "pid", "comm", "key").unique(["host", "pid", "comm"]),
+        on=["host", "pid", "comm"],
+        how="left",
+    )
+    ends = member.select(
+        "key",
+        pl.col("rank").alias("local"),
+        pl.col("host").alias("peer_host"),
+        pl.struct("host", "pid")
+        .map_elements(lambda s: rank_of.get((s["host"], s["pid"])), return_dtype=pl.Int64)
+        .alias("global"),
+    )
+    src = ends.rename({"local": "src", "peer_host": "src_host", "global": "src_global"})
+    dst = ends.rename({"local": "dst", "peer_host": "dst_host", "global": "dst_global"})
+    return (
+        joined.join(src, on=["key", "src"], how="left")
+        .join(dst, on=["key", "dst"], how="left")
+        .select(
+            "key", "src_global", "dst_global", "src_host", "dst_host", "transport",
+            "transport_class", "file", "line", "host",
+        )
+    )  # fmt: skip
+
+
+def _collectives(colls: pl.DataFrame, comms: pl.DataFrame) -> pl.DataFrame:
+    if colls.is_empty():
+        return pl.DataFrame()
+    keys = comms.select("host", "pid", "comm", "key").unique(["host", "pid", "comm"])
+    return colls.join(keys, on=["host", "pid", "comm"], how="left")
