@@ -11,6 +11,7 @@ from diagnose.discover import Candidate, discover, single_file
 from diagnose.engines import registry
 from diagnose.engines.base import Engine, EngineConfig, EngineLog
 from diagnose.model import Finding, InputFile, Layout, Param, Source
+from diagnose.observation import Observation, observe
 from parsers.hf_config import ModelConfigError, ModelFacts, load_config_json, resolve_model
 from parsers.launch_cmd import LaunchCommand
 from parsers.lines import read_lines
@@ -62,6 +63,7 @@ class Analysis:
     inputs: list[InputFile]
     unknowns: list[dict[str, str]]
     assembled: Assembled
+    observation: Observation | None = None
     command: str | None = None
     logdir: str | None = None
     sample: bool = False
@@ -153,6 +155,7 @@ def analyse(
     cfg = engine.resolve(params, options.engine_version or assembled.version, model)
     layout, layout_error = _layout(engine, cfg, assembled)
     shape = cfg.shape(model)
+    observation = observe(found.nccl, found.torch, layout, _world(cfg))
     graph = None
     if layout is not None:
         graph = rank_graph.build(layout)
@@ -171,6 +174,7 @@ def analyse(
         conflicts=assembled.conflicts,
         nccl_comms=assembled.nccl_comms,
         engine_files=assembled.engine_files,
+        observation=observation,
     )
     findings = catalog.run(ctx)
     analysis = Analysis(
@@ -185,8 +189,16 @@ def analyse(
         inputs=found.files,
         unknowns=_unknowns(engine, cfg, shape.nnodes, model, options, assembled, layout),
         assembled=assembled,
+        observation=observation,
     )
     return analysis
+
+
+def _world(cfg: EngineConfig) -> int | None:
+    try:
+        return int(cfg.world_size)
+    except (TypeError, ValueError):
+        return None
 
 
 def _complete(engine: Engine, assembled: Assembled, options: Options) -> dict[str, Param]:

@@ -29,6 +29,7 @@ class NcclView:
     rank_of: dict[tuple[str, int], int]  # (host, pid) -> global rank
     links: pl.DataFrame  # key, src, dst (global), src_host, dst_host, transport_class, file, line
     collectives: pl.DataFrame  # key, host, pid, op, op_count, count, line, file
+    warns: pl.DataFrame  # host, pid, line, text, file
 
 
 def _frames(facts: list[NcclFacts], name: str) -> pl.DataFrame:
@@ -77,7 +78,7 @@ def _rank_of(comms: pl.DataFrame, world: int | None) -> dict[tuple[str, int], in
 def view(facts: list[NcclFacts], world: int | None) -> NcclView:
     comms = _frames(facts, "comms")
     if comms.is_empty():
-        return NcclView([], [], {}, pl.DataFrame(), pl.DataFrame())
+        return NcclView([], [], {}, pl.DataFrame(), pl.DataFrame(), _frames(facts, "warns"))
     comms = _keyed(comms)
     rank_of = _rank_of(comms, world)
     groups, keys = [], []
@@ -90,6 +91,7 @@ def view(facts: list[NcclFacts], world: int | None) -> NcclView:
         rank_of,
         _links(_frames(facts, "links"), comms, rank_of),
         _collectives(_frames(facts, "collectives"), comms),
+        _frames(facts, "warns"),
     )
 
 

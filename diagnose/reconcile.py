@@ -14,6 +14,7 @@ from diagnose.model import Evidence, Layout
 from diagnose.observed import ObservedGroup
 
 MATCHED, DIFFERS, UNOBSERVED = "matched", "differs", "unobserved"
+WORLD_KINDS = frozenset({"world", "default_pg", "WORLD"})
 
 
 @dataclass
@@ -33,6 +34,7 @@ class KindStatus:
 class Reconciliation:
     kinds: dict[str, KindStatus]
     unexpected: list[ObservedGroup]
+    kinds_of: list[list[str]]  # per observed group (input order): the kinds it confirmed
 
 
 def _expected_sets(layout: Layout) -> dict[str, set[frozenset[int]]]:
@@ -60,20 +62,29 @@ def reconcile(layout: Layout, observed: list[ObservedGroup]) -> Reconciliation:
     sizes = {g.kind: g.size for g in layout.groups}
     kinds = {g.kind: KindStatus(g.kind) for g in layout.groups}
     unexpected: list[ObservedGroup] = []
+    kinds_of: list[list[str]] = []
     for obs in observed:
         if obs.kind in kinds:
             _attribute_named(kinds[obs.kind], obs, expected[obs.kind])
+            kinds_of.append([obs.kind])
             continue
-        candidates = _candidates(obs, expected, sizes)
+        candidates = sorted(_candidates(obs, expected, sizes), key=_specific_first)
         if candidates:
             for kind in candidates:
                 _confirm(kinds[kind], obs, "ranks")
         elif obs.ranks is not None:
             unexpected.append(obs)
         else:
-            for kind in (k for k, n in sizes.items() if n == obs.size and n > 1):
+            candidates = [k for k, n in sizes.items() if n == obs.size and n > 1]
+            for kind in candidates:
                 _confirm(kinds[kind], obs, "size", weak=True)
-    return Reconciliation(kinds, unexpected)
+        kinds_of.append(candidates)
+    return Reconciliation(kinds, unexpected, kinds_of)
+
+
+def _specific_first(kind: str) -> tuple[bool, int]:
+    """Name a communicator after its most specific kind: the world group last."""
+    return (kind in WORLD_KINDS, 0)
 
 
 def _attribute_named(status: KindStatus, obs: ObservedGroup, sets: set[frozenset[int]]) -> None:
@@ -92,12 +103,19 @@ def _attribute_named(status: KindStatus, obs: ObservedGroup, sets: set[frozenset
 def _confirm(status: KindStatus, obs: ObservedGroup, by: str, weak: bool = False) -> None:
     if status.status != DIFFERS:
         status.status = MATCHED
-    if obs.ranks is not None and list(obs.ranks) not in status.observed:
+    partial = obs.members_seen and obs.members_seen < obs.size
+    if obs.ranks is not None and not partial and list(obs.ranks) not in status.observed:
         status.observed.append(list(obs.ranks))
+    if partial:
+        note = f"a communicator of {obs.size} of which the inputs show {obs.members_seen} members"
+        if note not in status.notes:
+            status.notes.append(note)
     status.evidence += [e for e in obs.evidence[:1] if e not in status.evidence][:1]
     strength = {"name": 3, "ranks": 2, "size": 1}
     if status.by is None or strength[by] > strength[status.by]:
         status.by = by
     status.late = status.late or obs.late
     if weak:
-        status.notes.append(f"a communicator of size {obs.size} whose global ranks are unknown")
+        note = f"a communicator of size {obs.size} whose global ranks are unknown"
+        if note not in status.notes:
+            status.notes.append(note)

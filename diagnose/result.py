@@ -41,8 +41,10 @@ def verdict(analysis: Analysis) -> dict[str, Any]:
 def _groups(analysis: Analysis) -> list[dict[str, Any]]:
     if analysis.layout is None:
         return []
-    return [
-        {
+    recon = analysis.observation.recon if analysis.observation else None
+    out = []
+    for g in analysis.layout.groups:
+        row = {
             "kind": g.kind,
             "label": g.label,
             "cut": g.cut,
@@ -59,8 +61,80 @@ def _groups(analysis: Analysis) -> list[dict[str, Any]]:
             "hosts": g.hosts,
             "crosses_nodes": any(len(h) > 1 for h in g.hosts),
         }
-        for g in analysis.layout.groups
-    ]
+        status = recon.kinds.get(g.kind) if recon else None
+        row |= {
+            "observed": (status.observed or None)
+            if status and status.status != "unobserved"
+            else None,
+            "status": status.status if status else "unobserved",
+            "observed_by": status.by if status else None,
+            "late": status.late if status else False,
+            "evidence": [e.to_json() for e in status.evidence] if status else [],
+            "notes": status.notes if status else [],
+        }
+        out.append(row)
+    for obs in recon.unexpected if recon else []:
+        out.append(
+            {
+                "kind": None,
+                "label": obs.desc or f"{obs.source} group",
+                "cut": None,
+                "ranks": [obs.ranks] if obs.ranks else [],
+                "size": obs.size,
+                "count": 1,
+                "alias_of": None,
+                "built": True,
+                "explanation": f"A {obs.source} group of {obs.size} ranks that fits no group "
+                "the configuration makes.",
+                "hosts": [obs.hosts],
+                "crosses_nodes": obs.crosses_nodes,
+                "observed": [obs.ranks] if obs.ranks else None,
+                "status": "unexpected",
+                "late": obs.late,
+                "evidence": [e.to_json() for e in obs.evidence],
+            }
+        )
+    return out
+
+
+def _links(analysis: Analysis) -> list[dict[str, Any]]:
+    """One row per communicator, host pair and transport: where each group's bytes travel."""
+    obs = analysis.observation
+    if obs is None or obs.nccl.links.is_empty():
+        return []
+    kinds = dict(zip(obs.nccl.keys, obs.kinds_of_nccl(), strict=True))
+    rows = obs.nccl.links.drop_nulls(["key", "transport_class"]).unique(
+        ["key", "src_host", "dst_host", "transport_class"], keep="first", maintain_order=True
+    )
+    out = []
+    for r in rows.iter_rows(named=True):
+        ranks = [r["src_global"], r["dst_global"]]
+        out.append(
+            {
+                "group_kind": (kinds.get(r["key"]) or [None])[0],
+                "ranks": ranks if None not in ranks else None,
+                "hosts": [r["src_host"], r["dst_host"]],
+                "transport": r["transport_class"],
+                "detail": r["transport"],
+                "evidence": [{"file": r["file"], "line": r["line"], "text": r["transport"]}],
+            }
+        )
+    return out
+
+
+def _process_facts(analysis: Analysis) -> dict[int, dict[str, Any]]:
+    """Per global rank: the pid and NCCL version its NCCL lines show."""
+    obs = analysis.observation
+    if obs is None:
+        return {}
+    versions = {}
+    for f in obs.nccl_facts:
+        for h, p, v in f.procs.select("host", "pid", "nccl_version").iter_rows():
+            versions[(h, p)] = v
+    return {
+        rank: {"pid": pid, "nccl_version": versions.get((host, pid))}
+        for (host, pid), rank in obs.nccl.rank_of.items()
+    }
 
 
 def _coords(analysis: Analysis) -> dict[str, str]:
@@ -119,6 +193,7 @@ def _timeline(analysis: Analysis) -> dict[str, Any] | None:
 
 def document(analysis: Analysis) -> dict[str, Any]:
     cfg, layout = analysis.cfg, analysis.layout
+    processes = _process_facts(analysis)
     return {
         "schema": SCHEMA,
         "tool": {"name": "rankmap", "version": __version__},
@@ -146,8 +221,11 @@ def document(analysis: Analysis) -> dict[str, Any]:
         "groups": _groups(analysis),
         "placement": [
             {"rank": p.rank, "host": p.host, "gpu": p.gpu, "node": p.node, "replica": p.replica}
+            | processes.get(p.rank, {"pid": None, "nccl_version": None})
             for p in (layout.placement if layout else [])
         ],
+        "links": _links(analysis),
+        "hangs": analysis.observation.hangs if analysis.observation else [],
         "coords": _coords(analysis),
         "findings": context_lines.attach([_finding(f) for f in analysis.findings], analysis.logdir),
         "inputs": [i.to_json() for i in analysis.inputs],

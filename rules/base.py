@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from diagnose.engines.base import Shape
+    from diagnose.observation import Observation
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Context:
     conflicts: list[tuple[str, list[tuple[Any, Evidence]]]] = field(default_factory=list)
     nccl_comms: pl.DataFrame = field(default_factory=pl.DataFrame)
     engine_files: dict[str, list[str]] = field(default_factory=dict)
+    observation: Observation | None = None
 
     def evidence_for(self, *names: str) -> tuple[Evidence, ...]:
         """Evidence lines of the given parameters, without repeats."""

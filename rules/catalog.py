@@ -33,9 +33,18 @@ def find_rule(rule_id: str) -> Rule | None:
     return next((r for r in RULES if r.id.lower() == rule_id.strip().lower()), None)
 
 
+def _checked(rule: Rule, ctx: Context) -> list[Finding]:
+    """A rule's findings; a rule that fails on odd input says so instead of ending the run."""
+    try:
+        return list(rule.check(ctx))
+    except Exception as exc:  # a broken rule must not cost the user the whole report
+        message = f"{rule.id} could not run on these inputs ({type(exc).__name__}: {exc})."
+        return [Finding(rule.id, "info", message, "Report this with the inputs.")]
+
+
 def run(ctx: Context) -> list[Finding]:
     """All findings, most severe first, in catalogue order within a severity."""
     engine = ctx.cfg.engine
     applicable = [r for r in RULES if r.engines is None or engine in r.engines]
-    findings = [f for rule in applicable for f in rule.check(ctx)]
+    findings = [f for rule in applicable for f in _checked(rule, ctx)]
     return sorted(findings, key=lambda f: -SEVERITY_ORDER[f.severity])

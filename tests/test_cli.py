@@ -73,7 +73,10 @@ def test_check_json_follows_rankmap_1():
     assert kinds["moe_dp"]["ranks"] == kinds["attn_cp"]["ranks"]
     for g in doc["groups"]:
         assert set(g) >= GROUP_KEYS
-    assert doc["placement"][6] == {"rank": 6, "host": "node0", "gpu": 6, "node": 0, "replica": 0}
+    assert doc["placement"][6] == {
+        "rank": 6, "host": "node0", "gpu": 6, "node": 0, "replica": 0, "pid": None,
+        "nccl_version": None,
+    }  # fmt: skip
     assert doc["gpus_per_node"] is None
     for f in doc["findings"]:
         assert {"rule", "severity", "message", "evidence", "fix"} <= set(f)
