@@ -60,6 +60,7 @@ def _candidates(
 def reconcile(layout: Layout, observed: list[ObservedGroup]) -> Reconciliation:
     expected = _expected_sets(layout)
     sizes = {g.kind: g.size for g in layout.groups}
+    labels = {g.kind: g.label for g in layout.groups}
     kinds = {g.kind: KindStatus(g.kind) for g in layout.groups}
     unexpected: list[ObservedGroup] = []
     kinds_of: list[list[str]] = []
@@ -68,7 +69,10 @@ def reconcile(layout: Layout, observed: list[ObservedGroup]) -> Reconciliation:
             _attribute_named(kinds[obs.kind], obs, expected[obs.kind])
             kinds_of.append([obs.kind])
             continue
-        candidates = sorted(_candidates(obs, expected, sizes), key=_specific_first)
+        candidates = sorted(
+            _candidates(obs, expected, sizes),
+            key=lambda k: _preference(k, labels[k], obs.desc),
+        )
         if candidates:
             for kind in candidates:
                 _confirm(kinds[kind], obs, "ranks")
@@ -82,9 +86,11 @@ def reconcile(layout: Layout, observed: list[ObservedGroup]) -> Reconciliation:
     return Reconciliation(kinds, unexpected, kinds_of)
 
 
-def _specific_first(kind: str) -> tuple[bool, int]:
-    """Name a communicator after its most specific kind: the world group last."""
-    return (kind in WORLD_KINDS, 0)
+def _preference(kind: str, label: str, desc: str | None) -> tuple[bool, bool]:
+    """Name a communicator after the kind its own description names (`TP` for a group
+    described as TP), else the most specific one: the world group last."""
+    named = desc is not None and desc.split(":")[0].upper() in (kind.upper(), label.upper())
+    return (kind in WORLD_KINDS, not named)
 
 
 def _attribute_named(status: KindStatus, obs: ObservedGroup, sets: set[frozenset[int]]) -> None:

@@ -10,6 +10,14 @@ import click
 COLOURS = {"error": "red", "warning": "yellow", "info": "cyan", "ok": "green"}
 
 
+# What the logs showed of each expected group kind, appended to its line.
+STATUS_MARKS = {
+    "matched": "  [seen in the logs]",
+    "differs": "  [logs DIFFER]",
+    "unexpected": "  [not in the plan]",
+}
+
+
 def _ranks(ranks: list[list[int]], limit: int = 6) -> str:
     shown = " ".join("[" + ",".join(map(str, r)) + "]" for r in ranks[:limit])
     more = f" … {len(ranks) - limit} more" if len(ranks) > limit else ""
@@ -32,10 +40,11 @@ def summary(doc: dict[str, Any], explain: bool, key_params: Sequence[str]) -> li
     lines.append(f"{status}  {v['headline']}")
     lines.append("")
     lines.append("Parameters:")
-    for name in key_params:
-        p = doc["params"].get(name)
-        if p is not None:
-            lines.append(f"  {name:<20} {p['value']!s:<12} {p['source']}")
+    shown = [n for n in key_params if n in doc["params"]]
+    width = max((len(n) for n in shown), default=0) + 1
+    for name in shown:
+        p = doc["params"][name]
+        lines.append(f"  {name:<{width}} {p['value']!s:<12} {p['source']}")
     if doc["groups"]:
         lines.append("")
         lines.append("Groups (in the engine's creation order):")
@@ -44,14 +53,18 @@ def summary(doc: dict[str, Any], explain: bool, key_params: Sequence[str]) -> li
                 continue
             alias = f" = {g['alias_of']}" if g["alias_of"] else ""
             cross = click.style(" crosses nodes", fg="yellow") if g["crosses_nodes"] else ""
+            seen = STATUS_MARKS.get(g.get("status", "unobserved"), "")
             lines.append(
                 f"  {g['label']:<9} {g['count']:>3} × {g['size']:<3}{alias:<14} "
-                f"{_ranks(g['ranks'])}{cross}"
+                f"{_ranks(g['ranks'])}{cross}{seen}"
             )
             if explain:
                 lines.append(click.style(f"            {g['explanation']}", dim=True))
     elif doc.get("layout_error"):
         lines.append(f"No groups: {doc['layout_error']}")
+    for hang in doc.get("hangs", []):
+        lines.append("")
+        lines.append(click.style(f"Hang: {hang['verdict']}", fg="red", bold=True))
     if doc["findings"]:
         lines.append("")
         lines.append("Findings:")

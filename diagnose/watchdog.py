@@ -56,9 +56,20 @@ def torch_hangs(
     works = _frames(torch, "works")
     if works.is_empty():
         return []
-    timed_out = works.drop_nulls(["global_rank", "seq"]).unique(
-        ["pg_name", "seq", "global_rank"], keep="first", maintain_order=True
-    )
+    works = works.drop_nulls(["global_rank", "seq"])
+    # The bare "Watchdog caught …" line names no group; the same rank's "[PG ID … PG GUID
+    # 2(TP) …] … terminated" line about the same sequence does.
+    named = works.drop_nulls("pg_name").unique(["global_rank", "seq"], keep="first")
+    works = works.join(
+        named.select("global_rank", "seq", pl.col("pg_name").alias("named_pg"),
+                     pl.col("pg_desc").alias("named_desc")),
+        on=["global_rank", "seq"],
+        how="left",
+    ).with_columns(
+        pl.col("pg_name").fill_null(pl.col("named_pg")),
+        pl.col("pg_desc").fill_null(pl.col("named_desc")),
+    )  # fmt: skip
+    timed_out = works.unique(["pg_name", "seq", "global_rank"], keep="first", maintain_order=True)
     by_name = {g.name: g for g in groups}
     out = []
     for (pg, seq), rows in timed_out.group_by(["pg_name", "seq"], maintain_order=True):
