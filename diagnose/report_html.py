@@ -162,6 +162,8 @@ def _page(result: dict[str, Any]) -> dict[str, Any]:
         "model": [(k, v) for k, v in (result.get("model") or {}).items() if v is not None],
         "timeline": _timeline(result.get("timeline"), anchors),
         "traffic": _traffic(result.get("traffic"), labels),
+        "hangs": _hangs(result.get("hangs") or [], labels, anchors),
+        "links": _links(result.get("links") or [], labels, anchors),
         "inputs": [dict(item, anchor=anchors[item["path"]]) for item in inputs],
         "unknowns": result.get("unknowns") or [],
     }
@@ -542,6 +544,51 @@ def _source_link(source: str, anchors: dict[str, str]) -> dict[str, Any]:
     """A `file:line` source linked to that file's row in the inputs table."""
     path = source.rsplit(":", 1)[0] if re.search(r":\d+$", source) else source
     return {"source": source, "href": anchors.get(path)}
+
+
+def _hangs(
+    hangs: list[dict[str, Any]], labels: dict[str, str], anchors: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Hang verdicts, with the group named by its label and evidence shown like findings'."""
+    return [
+        {
+            "group": labels.get(h.get("group_kind") or "", h.get("group_kind") or "group"),
+            "op": h.get("op"),
+            "seq": h.get("seq"),
+            "verdict": h.get("verdict", ""),
+            "stuck": h.get("stuck_ranks") or [],
+            "waiting": h.get("waiting_ranks") or [],
+            "evidence": _findings([{"evidence": h.get("evidence") or []}], anchors)[0]["evidence"],
+        }
+        for h in hangs
+    ]
+
+
+def _links(
+    links: list[dict[str, Any]], labels: dict[str, str], anchors: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Links folded to one row per group, host pair and transport (big jobs have thousands)."""
+    rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for link in links:
+        hosts = [h or "?" for h in (link.get("hosts") or ["?", "?"])]
+        group = labels.get(link.get("group_kind") or "", link.get("group_kind") or "—")
+        key = (group, hosts[0], hosts[-1], link.get("transport") or "?")
+        ev = (link.get("evidence") or [{}])[0]
+        row = rows.setdefault(
+            key,
+            {
+                "group": group,
+                "src": hosts[0],
+                "dst": hosts[-1],
+                "transport": key[3],
+                "count": 0,
+                "file": ev.get("file"),
+                "line": ev.get("line"),
+                "anchor": anchors.get(ev.get("file") or ""),
+            },
+        )
+        row["count"] += 1
+    return sorted(rows.values(), key=lambda r: (r["group"], r["src"], r["dst"]))[:200]
 
 
 def _observed(observed: Any) -> dict[str, Any] | None:
