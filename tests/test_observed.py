@@ -79,3 +79,12 @@ def test_split_communicators_match_megatron_groups(tmp_path: Path):
             map(sorted, kinds[kind]["ranks"])
         ), kind
     assert not [g for g in doc["groups"] if g["status"] == "unexpected"]
+
+
+def test_report_page_shows_the_hang_and_the_links():
+    from diagnose.report_html import render_html
+
+    html = render_html(report(HANG))
+    assert '<section id="hangs">' in html and "AllReduce #0" in html
+    assert '<section id="links">' in html and "NET/IB" in html
+    assert "seen in the logs" in html
