@@ -13,19 +13,30 @@ order (rank r on node r // gpus_per_node, GPU r % gpus_per_node), and `--late RA
 `--missing RANK` make a rank start late or never start, as in a real start-up hang (nobody
 then logs `Init torch distributed ends.`).
 
-Run: python benchmarks/generate_sglang_logs.py OUTDIR [--nnodes 128 --tp 256 --pp 4 ...];
-the defaults write a 1024-rank DeepSeek-V3 job (tp 256 × pp 4, dp-attention 32, attn-cp 2,
-DeepEP over ep 256) on 128 nodes of 8 GPUs.
+Two options make the logs as big and as detailed as a real run's, for the ingestion benchmark
+(benchmarks/bench_ingest.py): `--nccl-detail` writes what NCCL_DEBUG=INFO and
+TORCH_CPP_LOG_LEVEL=INFO really print while each rank's TP (and PP) communicator forms (network
+and plugin lines, every channel's connection, ring and tree lines, the ring orders on comm rank
+0, init timings, ProcessGroupNCCL options), and `--size-mb MB` then lets the server run: the
+ranks that lead a DP-attention group print SGLang's steady-state `Decode batch.` line (and a
+`Prefill batch,` line now and then) until the directory holds about MB megabytes.
+
+Run: python benchmarks/generate_sglang_logs.py OUTDIR [--nnodes 128 --tp 256 --pp 4 ...]
+[--ranks N] [--nccl-detail] [--size-mb MB]; the defaults write a 1024-rank DeepSeek-V3 job
+(tp 256 × pp 4, dp-attention 32, attn-cp 2, DeepEP over ep 256) on 128 nodes of 8 GPUs, and
+`--ranks N` (64 to 4096) scales that shape: tp min(N, 256), pp N / tp, dp tp / 8, ep tp.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +45,8 @@ TEMPLATE = REPO / "sample_logs" / "seed_dsv32_tp8_dp2_attncp2" / "server.log"
 START = datetime(2026, 3, 12, 9, 41, 0)
 # moe_a2a_backend values for which SGLang sets ep_size = tp_size, with the name its warning uses.
 A2A_FORCES_EP = {"deepep": "DeepEP", "mooncake": "Mooncake", "nixl": "NIXL", "mori": "MORI"}
+# Channels NCCL 2.27 opens on an 8-GPU node with one IB NIC per GPU (TP) and across nodes (PP).
+TP_CHANNELS, PP_CHANNELS = 16, 4
 
 
 @dataclass(frozen=True)
@@ -77,10 +90,30 @@ class Job:
         if bad:
             raise ValueError(f"ranks {bad} are outside the world of {self.world}")
 
+    @classmethod
+    def for_ranks(cls, ranks: int, gpus_per_node: int = 8) -> Job:
+        """The default job's shape scaled to `ranks` GPUs (64 to 4096): TP up to 256 GPUs,
+        PP stages beyond that, attention TP 4 under DP attention, DeepEP over the TP group."""
+        tp = min(ranks, 256)
+        if ranks % tp or ranks % gpus_per_node:
+            raise ValueError(f"{ranks} ranks do not split into TP groups of {tp} and full nodes")
+        return cls(
+            nnodes=ranks // gpus_per_node,
+            gpus_per_node=gpus_per_node,
+            tp=tp,
+            pp=ranks // tp,
+            dp=max(tp // 8, 1),
+            ep=tp,
+        )
+
+    @property
+    def attn_tp(self) -> int:
+        return self.tp // self.dp // self.attn_cp
+
     def prefix(self, rank: int) -> str:
         """The scheduler prefix SGLang prints for `rank` (token order of SGLang main)."""
         tp_rank, pp_rank = rank % self.tp, rank // self.tp
-        attn_tp = self.tp // self.dp // self.attn_cp
+        attn_tp = self.attn_tp
         moe_tp = self.tp // self.ep_size // self.moe_dp
         tokens = []
         if self.dp > 1:
@@ -159,8 +192,12 @@ def _ts(seconds: float) -> str:
     return (START + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def node_log(job: Job, node: int) -> str:
-    """The console output of one node, from the prompt to `ready to roll` (or a hang)."""
+def node_log(job: Job, node: int, nccl_detail: bool = False) -> str:
+    """The console output of one node, from the prompt to `ready to roll` (or a hang).
+
+    Without `nccl_detail` each rank prints a handful of NCCL lines (enough for hosts and the
+    TP communicator); with it, everything NCCL_DEBUG=INFO and TORCH_CPP_LOG_LEVEL=INFO print.
+    """
     host, gpn = _host(node), job.gpus_per_node
     ranks = range(node * gpn, (node + 1) * gpn)
     hang = bool(job.missing)
@@ -182,19 +219,24 @@ def node_log(job: Job, node: int) -> str:
     started = [r for r in ranks if r not in job.missing]
     for r in sorted(started, key=lambda r: begin[r]):
         out.append(f"[{_ts(begin[r])}{job.prefix(r)}] Init torch distributed begin.")
-    comm_id = f"0x{0x7D3F2A9C41E8B065 + ranks[0] // job.tp:016x}"  # one TP comm per PP stage
-    for r in started:
+    if nccl_detail:
+        for r in started:
+            if r % gpn == 0:
+                out.append(f"[{_ts(begin[r] + 2)}{job.prefix(r)}] sglang is using nccl==2.27.5")
+        out += _interleaved([_torch_lines(job, r, begin[r]) for r in started])
+        out += _interleaved([_nccl_lines(job, r, hang) for r in started])
+    for r in [] if nccl_detail else started:
         gpu, pid = r % gpn, 2918431 + r % gpn
         who = f"{host}:{pid}:{pid} [{gpu}] NCCL INFO"
         if gpu == 0:
             out.append(f"[{_ts(begin[r] + 2)}{job.prefix(r)}] sglang is using nccl==2.27.5")
             out.append(f"{who} NCCL version 2.27.5+cuda12.9")
         out.append(f"{who} Bootstrap: Using eth0:{_ip(node)}<0>")
-        comm = f"0x55{(r * 7919) % 0xFFFFFFFF:010x}"
+        comm = _comm(r, 0)
         tp_rank = r % job.tp
         out.append(
             f"{who} ncclCommInitRank comm {comm} rank {tp_rank} nranks {job.tp} cudaDev {gpu} "
-            f"nvmlDev {gpu} busId {0x18000 + gpu * 0x12000:x} commId {comm_id} - Init START"
+            f"nvmlDev {gpu} busId {_bus(gpu)} commId {_tp_comm_id(r, job)} - Init START"
         )
         out.append(
             f"{who} comm {comm} rank {tp_rank} nRanks {job.tp} nNodes {tp_nodes} "
@@ -212,7 +254,7 @@ def node_log(job: Job, node: int) -> str:
         if not hang:
             out.append(
                 f"{who} ncclCommInitRank comm {comm} rank {tp_rank} nranks {job.tp} cudaDev "
-                f"{gpu} nvmlDev {gpu} busId {0x18000 + gpu * 0x12000:x} commId {comm_id} "
+                f"{gpu} nvmlDev {gpu} busId {_bus(gpu)} commId {_tp_comm_id(r, job)} "
                 "- Init COMPLETE"
             )
     if hang:
@@ -242,14 +284,234 @@ def node_log(job: Job, node: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_logs(out: Path, job: Job) -> list[Path]:
-    """Write one log per node into `out` (created if needed); return the paths."""
+def _bus(gpu: int) -> str:
+    return f"{0x18000 + gpu * 0x12000:x}"
+
+
+def _comm(rank: int, which: int) -> str:
+    """The pointer of a rank's `which`-th communicator (0 TP, 1 PP), distinct in a process."""
+    return f"0x55{(rank * 7919 + which * 0x9E3779B1) % 0xFFFFFFFF:010x}"
+
+
+def _tp_comm_id(rank: int, job: Job) -> str:
+    return f"0x{0x7D3F2A9C41E8B065 + rank // job.tp:016x}"  # one TP comm per PP stage
+
+
+def _interleaved(per_rank: list[list[str]]) -> list[str]:
+    """The lines of a node's processes as one console shows them: taking turns."""
+    return [line for step in zip_longest(*per_rank) for line in step if line is not None]
+
+
+def _glog(seconds: float, source: str) -> str:
+    """The c10 log header of a PyTorch INFO line, `[I0312 09:41:10.123456789 file.cpp:N]`."""
+    stamp = START + timedelta(seconds=seconds)
+    return f"[I{stamp:%m%d %H:%M:%S}.{stamp.microsecond * 1000 + 421:09d} {source}]"
+
+
+def _torch_lines(job: Job, rank: int, begin: float) -> list[str]:
+    """What TORCH_CPP_LOG_LEVEL=INFO prints while the world and TP process groups form."""
+    tp_rank = rank % job.tp
+    world = f"[PG ID 0 PG GUID 0 Rank {rank}]"
+    tp, tp_named = (
+        f"[PG ID 2 PG GUID 3 Rank {tp_rank}]",
+        f"[PG ID 2 PG GUID 3(tp:device) Rank {tp_rank}]",
+    )
+    options = "ProcessGroupNCCL initialization options: size: {}, global rank: {}, TIMEOUT(ms): "
+    options += "600000, USE_HIGH_PRIORITY_STREAM: 0, SPLIT_FROM: 0, SPLIT_COLOR: -2, PG Name: {}"
+    return [
+        f"{_glog(begin, 'ProcessGroupNCCL.cpp:988')} {world} " + options.format(job.world, rank, 0),
+        f"{_glog(begin, 'ProcessGroupNCCL.cpp:999')} {world} ProcessGroupNCCL environments: "
+        "NCCL version: 2.27.5, TORCH_NCCL_ASYNC_ERROR_HANDLING: 3, TORCH_NCCL_ENABLE_TIMING: 0, "
+        "TORCH_NCCL_BLOCKING_WAIT: 0, TORCH_DISTRIBUTED_DEBUG: OFF, "
+        "TORCH_NCCL_ENABLE_MONITORING: 1, TORCH_NCCL_DUMP_ON_TIMEOUT: 1",
+        f"{_glog(begin + 0.5, 'ProcessGroupNCCL.cpp:988')} {tp} " + options.format(job.tp, rank, 3),
+        f"{_glog(begin + 1, 'ProcessGroupNCCL.cpp:1068')} {tp_named} Using non-blocking mode: 0",
+        f"{_glog(begin + 1, 'ProcessGroupNCCL.cpp:3146')} {tp_named} ProcessGroupNCCL broadcast "
+        "unique ID through store took 0.043047 ms",
+        f"{_glog(begin + 1, 'NCCLUtils.cpp:91')} Rank {tp_rank}: creating NCCL communicator with "
+        "mode: blocking",
+        f"{_glog(begin + 2, 'ProcessGroupNCCL.cpp:3180')} {tp_named} NCCL_DEBUG: INFO",
+    ]
+
+
+def _nccl_lines(job: Job, rank: int, hang: bool) -> list[str]:
+    """Everything NCCL_DEBUG=INFO prints in one process: its set-up, then the init of its TP
+    communicator and, with PP, of its PP communicator (NCCL 2.27 wording)."""
+    gpn, gpu = job.gpus_per_node, rank % job.gpus_per_node
+    node, pid = rank // gpn, 2918431 + gpu
+    who = f"{_host(node)}:{pid}:{pid} [{gpu}] NCCL INFO "
+    ip = _ip(node)
+    lines = [
+        "cudaDriverVersion 12090",
+        f"Bootstrap: Using eth0:{ip}<0>",
+        "NCCL version 2.27.5+cuda12.9",
+        "NCCL_SOCKET_IFNAME set by environment to eth0",
+        "NCCL_IB_HCA set by environment to mlx5",
+        "NET/Plugin: Could not find: libnccl-net.so. Using internal net plugin.",
+        "NET/IB : Using [0]mlx5_0:1/IB [1]mlx5_1:1/IB [2]mlx5_2:1/IB [3]mlx5_3:1/IB "
+        f"[4]mlx5_4:1/IB [5]mlx5_5:1/IB [6]mlx5_6:1/IB [7]mlx5_7:1/IB [RO]; OOB eth0:{ip}<0>",
+        "Using network IB",
+    ]
+    stage, tp_rank = divmod(rank, job.tp)
+    tp_members = [stage * job.tp + t for t in range(job.tp)]
+    lines += _comm_init(job, rank, tp_members, _comm(rank, 0), _tp_comm_id(rank, job), hang)
+    if job.pp > 1:
+        pp_members = [tp_rank + job.tp * p for p in range(job.pp)]
+        comm_id = f"0x{0x3A61C0FFEE000000 + tp_rank:016x}"
+        lines += _comm_init(job, rank, pp_members, _comm(rank, 1), comm_id, hang, PP_CHANNELS)
+    return [who + line for line in lines]
+
+
+def _comm_init(
+    job: Job,
+    rank: int,
+    members: list[int],
+    comm: str,
+    comm_id: str,
+    hang: bool,
+    channels: int = TP_CHANNELS,
+) -> list[str]:
+    """One process's lines for one communicator, from `Init START` to its init timings.
+
+    The ring runs through `members` in order; the tree chains each node's ranks under their
+    first one, and those heads form a binary tree over the nodes.
+    """
+    gpn, gpu = job.gpus_per_node, rank % job.gpus_per_node
+    index = {m: i for i, m in enumerate(members)}
+    me, n = index[rank], len(members)
+    heads = {}
+    for m in members:
+        heads.setdefault(m // gpn, m)
+    nodes = list(heads)
+    local = [m for m in members if m // gpn == rank // gpn]
+    mine = local.index(rank)
+    prev, nxt = members[(me - 1) % n], members[(me + 1) % n]
+    start = f"ncclCommInitRank comm {comm} rank {me} nranks {n} cudaDev {gpu} nvmlDev {gpu} "
+    start += f"busId {_bus(gpu)} commId {comm_id} - Init "
+    lines = [
+        start + "START",
+        f"Setting affinity for GPU {gpu} to {'ffff' if gpu < gpn // 2 else 'ffff0000'},00000000",
+        f"comm {comm} rank {me} nRanks {n} nNodes {len(nodes)} localRanks {len(local)} "
+        f"localRank {mine} MNNVL 0",
+    ]
+    if mine:
+        up, downs = index[local[mine - 1]], [local[mine + 1 : mine + 2], [], []]
+    else:
+        k = nodes.index(rank // gpn)
+        up = index[heads[nodes[(k - 1) // 2]]] if k else -1
+        downs = [local[1:2], [heads[c] for c in nodes[2 * k + 1 : 2 * k + 2]]]
+        downs.append([heads[c] for c in nodes[2 * k + 2 : 2 * k + 3]])
+    down = "/".join(str(index[d[0]]) if d else "-1" for d in downs)
+    lines.append("Trees " + " ".join(f"[{c}] {down}->{me}->{up}" for c in range(channels)))
+    if me == 0:
+        order = " ".join(str(i) for i in range(n))
+        order = order if len(order) <= 128 else order[:128] + "..."
+        lines += [f"Channel {c:02d}/{channels:02d} : {order}" for c in range(channels)]
+    lines += [f"Ring {c:02d} : {index[prev]} -> {me} -> {index[nxt]}" for c in range(channels)]
+    lines.append("P2P Chunksize set to 524288")
+    for c in range(channels):
+        hop = f"Channel {c:02d}/0 : {me}[{gpu}] -> {index[nxt]}[{nxt % gpn}]"
+        if nxt // gpn == rank // gpn:
+            lines.append(f"{hop} via P2P/CUMEM/read")
+        else:
+            lines.append(f"{hop} [send] via NET/IB/{c % 8}/GDRDMA")
+        if prev // gpn != rank // gpn:
+            lines.append(
+                f"Channel {c:02d}/0 : {index[prev]}[{prev % gpn}] -> {me}[{gpu}] [receive] "
+                f"via NET/IB/{c % 8}/GDRDMA"
+            )
+    lines += [
+        "Connected all rings, use ring PXN 0 GDR 1",
+        "Connected all trees",
+        "threadThresholds 8/8/64 | 2048/8/64 | 512 | 512",
+        f"{channels} coll channels, {channels} collnet channels, 0 nvls channels, "
+        f"{channels} p2p channels, 2 p2p channels per peer",
+        "TUNER/Plugin: Could not find: libnccl-tuner.so. Using internal tuner plugin.",
+    ]
+    if not hang:
+        lines += [
+            start + "COMPLETE",
+            f"Init timings - ncclCommInitRank: rank {me} nranks {n} total 1.52 (kernels 0.21, "
+            "alloc 0.08, bootstrap 0.71, allgathers 0.05, topo 0.31, graphs 0.02, connections "
+            "0.12, rest 0.02)",
+        ]
+    return lines
+
+
+def _leaders(job: Job, node: int) -> list[int]:
+    """The ranks of `node` that lead an attention-TP group: SGLang's serving statistics
+    come from them only."""
+    gpn = job.gpus_per_node
+    return [r for r in range(node * gpn, (node + 1) * gpn) if r % job.tp % job.attn_tp == 0]
+
+
+def serving_lines(job: Job, node: int, nbytes: int) -> bytes:
+    """About `nbytes` of what a serving node prints after start-up (UTF-8): each leading rank
+    logs a `Decode batch.` line every second and a `Prefill batch,` line every tenth second."""
+    leaders = _leaders(job, node)
+    if not leaders or nbytes <= 0:
+        return b""
+    text = _serving_template(len(leaders), nbytes, len(job.prefix(job.world - 1)))
+    for k, rank in enumerate(leaders):
+        text = text.replace(_marker(k), job.prefix(rank).encode())
+    return text
+
+
+def _marker(k: int) -> bytes:
+    """The stand-in for the prefix of a node's k-th leading rank."""
+    return f"\x01{k:03d}\x02".encode()
+
+
+@cache
+def _serving_template(leaders: int, nbytes: int, width: int) -> bytes:
+    """The steady-state lines of a node with `leaders` leading ranks, each prefix (about
+    `width` bytes) a marker: built once, so writing gigabytes costs a replace per rank."""
+    rng = random.Random(leaders)
+    decode = [
+        f"Decode batch. #running-req: {rng.randint(1, 256)}, #token: {rng.randint(1000, 393216)}"
+        f", token usage: {rng.random():.2f}, cuda graph: True, gen throughput (token/s): "
+        f"{rng.uniform(100, 4000):.2f}, #queue-req: {rng.randint(0, 12)}, "
+        for _ in range(1009)
+    ]
+    prefill = [
+        f"Prefill batch, #new-seq: {rng.randint(1, 8)}, #new-token: {rng.randint(64, 8192)}, "
+        f"#cached-token: {rng.randint(0, 4096)}, token usage: {rng.random():.2f}, #running-req: "
+        f"{rng.randint(1, 256)}, #queue-req: {rng.randint(0, 12)}, input throughput (token/s): "
+        f"{rng.uniform(1000, 40000):.2f}, cuda graph: False"
+        for _ in range(101)
+    ]
+    markers = [_marker(k).decode() for k in range(leaders)]
+    parts, size, tick = [], 0, 0
+    while size < nbytes:
+        stamp = _ts(200 + tick)
+        for k, marker in enumerate(markers):
+            line = f"[{stamp}{marker}] {decode[(tick * leaders + k) % len(decode)]}\n"
+            if tick % 10 == k % 10:
+                line += f"[{stamp}{marker}] {prefill[(tick + k) % len(prefill)]}\n"
+            parts.append(line)
+            size += len(line) + (width - len(marker)) * line.count("\n")
+        tick += 1
+    return "".join(parts).encode()
+
+
+def write_logs(out: Path, job: Job, size_mb: float = 0.0, nccl_detail: bool = False) -> list[Path]:
+    """Write one log per node into `out` (created if needed); return the paths.
+
+    With `size_mb`, the nodes whose ranks log serving statistics go on serving until the
+    directory holds about that many megabytes.
+    """
     job.check()
     out.mkdir(parents=True, exist_ok=True)
+    texts = [node_log(job, node, nccl_detail) for node in range(job.nnodes)]
+    serving = [n for n in range(job.nnodes) if _leaders(job, n)]
+    left = size_mb * 1e6 - sum(len(t) for t in texts)
     paths = []
-    for node in range(job.nnodes):
+    for node, text in enumerate(texts):
         path = out / f"node{node:03d}.log"
-        path.write_text(node_log(job, node), encoding="utf-8")
+        with path.open("wb") as fh:
+            fh.write(text.encode())
+            if node in serving and left > 0:
+                fh.write(serving_lines(job, node, int(left / len(serving))))
         paths.append(path)
     return paths
 
@@ -276,11 +538,24 @@ def main(argv: list[str] | None = None) -> int:
         "--missing", type=int, action="append", default=[], metavar="RANK",
         help="this rank never starts; the others hang in init",
     )  # fmt: skip
+    parser.add_argument("--ranks", type=int, help="the default shape scaled to N GPUs")
+    parser.add_argument(
+        "--nccl-detail", action="store_true",
+        help="every NCCL_DEBUG=INFO and ProcessGroupNCCL INFO line of communicator init",
+    )  # fmt: skip
+    parser.add_argument(
+        "--size-mb", type=float, default=0.0,
+        help="serve (Decode/Prefill batch lines) until the directory holds about this much",
+    )  # fmt: skip
     args = vars(parser.parse_args(argv))
-    out = args.pop("out")
-    job = Job(**{**args, "late": dict(args["late"]), "missing": frozenset(args["missing"])})
+    out, ranks = args.pop("out"), args.pop("ranks")
+    size_mb, nccl_detail = args.pop("size_mb"), args.pop("nccl_detail")
     try:
-        paths = write_logs(out, job)
+        if ranks is not None:
+            shape = Job.for_ranks(ranks, args["gpus_per_node"])
+            args |= {k: getattr(shape, k) for k in ("nnodes", "tp", "pp", "dp", "ep")}
+        job = Job(**{**args, "late": dict(args["late"]), "missing": frozenset(args["missing"])})
+        paths = write_logs(out, job, size_mb, nccl_detail)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from diagnose.engines import registry
+from parsers.flight_recorder import sniff_flight_recorder
+from parsers.kineto import sniff_kineto
 from parsers.nccl_log import sniff_nccl
 
 HEAD_BYTES = 65536
@@ -37,6 +39,10 @@ class Candidate:
 
 def _sniff(path: Path, head: bytes) -> Candidate:
     """What a file is, from its first bytes (decompressed when it is gzip)."""
+    if sniff_flight_recorder(head):
+        return Candidate(path, "", 0, "flight-recorder")
+    if sniff_kineto(head):
+        return Candidate(path, "", 0, "kineto-trace")
     compressed = head[:2] == b"\x1f\x8b"
     if compressed:
         head = _gunzip_head(path)

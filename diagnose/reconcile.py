@@ -77,13 +77,25 @@ def reconcile(layout: Layout, observed: list[ObservedGroup]) -> Reconciliation:
             for kind in candidates:
                 _confirm(kinds[kind], obs, "ranks")
         elif obs.ranks is not None:
-            unexpected.append(obs)
+            _add_unexpected(unexpected, obs)
         else:
             candidates = [k for k, n in sizes.items() if n == obs.size and n > 1]
             for kind in candidates:
                 _confirm(kinds[kind], obs, "size", weak=True)
         kinds_of.append(candidates)
     return Reconciliation(kinds, unexpected, kinds_of)
+
+
+def _add_unexpected(unexpected: list[ObservedGroup], obs: ObservedGroup) -> None:
+    """One entry per unplanned rank set, however many sources (NCCL, PyTorch, traces,
+    dumps) show it."""
+    same = next((u for u in unexpected if set(u.ranks or ()) == set(obs.ranks or ())), None)
+    if same is None:
+        unexpected.append(obs)
+        return
+    same.late = same.late or obs.late
+    same.desc = same.desc or obs.desc
+    same.evidence += [e for e in obs.evidence[:1] if e not in same.evidence]
 
 
 def _preference(kind: str, label: str, desc: str | None) -> tuple[bool, bool]:

@@ -126,7 +126,9 @@ def _page(result: dict[str, Any]) -> dict[str, Any]:
     """Arrange the document for the template; optional keys get explicit empty defaults."""
     inputs = result.get("inputs") or []
     anchors = {item["path"]: anchor_id("in", item["path"]) for item in inputs}
-    groups = result.get("groups") or []
+    # Groups the logs show but the plan does not name (kind null) get their own list.
+    groups = [g for g in result.get("groups") or [] if g.get("kind")]
+    unexpected = [g for g in result.get("groups") or [] if not g.get("kind")]
     labels = {g["kind"]: g.get("label") or g["kind"].upper() for g in groups}
     verdict = result.get("verdict") or {}
     params = result.get("params") or {}
@@ -161,8 +163,19 @@ def _page(result: dict[str, Any]) -> dict[str, Any]:
         "derived": derived,
         "model": [(k, v) for k, v in (result.get("model") or {}).items() if v is not None],
         "timeline": _timeline(result.get("timeline"), anchors),
-        "traffic": _traffic(result.get("traffic"), labels),
+        "traffic": _traffic(result.get("traffic"), result.get("traffic_matrix"), labels),
         "hangs": _hangs(result.get("hangs") or [], labels, anchors),
+        "unexpected": [
+            {
+                "label": g.get("label") or "group",
+                "ranks": g.get("ranks") or [],
+                "size": g.get("size"),
+                "evidence": _findings([{"evidence": g.get("evidence") or []}], anchors)[0][
+                    "evidence"
+                ],
+            }
+            for g in unexpected[:50]
+        ],
         "links": _links(result.get("links") or [], labels, anchors),
         "inputs": [dict(item, anchor=anchors[item["path"]]) for item in inputs],
         "unknowns": result.get("unknowns") or [],
@@ -794,19 +807,21 @@ def _tick_step(span: float) -> float:
     return span / 10
 
 
-def _traffic(traffic: dict[str, Any] | None, labels: dict[str, str]) -> dict[str, Any] | None:
+def _traffic(
+    rows: list[dict[str, Any]] | None, matrix: dict[str, Any] | None, labels: dict[str, str]
+) -> dict[str, Any] | None:
     """A rank × rank heatmap (summed into blocks when large) and a per-group table."""
-    if not isinstance(traffic, dict):
+    if not rows and not matrix:
         return None
-    matrix = traffic.get("matrix") or []
-    n = len(matrix)
-    ranks = traffic.get("ranks") or list(range(n))
+    values = (matrix or {}).get("bytes") or []
+    n = len(values)
+    ranks = (matrix or {}).get("ranks") or list(range(n))
     heat = None
     if n:
         block = math.ceil(n / HEATMAP_MAX)
         m = math.ceil(n / block)
         sums = [[0.0] * m for _ in range(m)]
-        for i, row in enumerate(matrix):
+        for i, row in enumerate(values):
             for j, v in enumerate(row[:n]):
                 sums[i // block][j // block] += float(v or 0)
         top = max((v for row in sums for v in row), default=0.0) or 1.0
@@ -830,13 +845,18 @@ def _traffic(traffic: dict[str, Any] | None, labels: dict[str, str]) -> dict[str
                 if v > 0
             ],
         }
-    rows = traffic.get("groups") or []
+    rows = rows or []
     return {
-        "source": traffic.get("source") or "",
-        "unit": traffic.get("unit") or "bytes",
+        "source": (matrix or {}).get("method") or "",
+        "unit": "bytes",
         "heat": heat,
         "groups": [
-            dict(g, label=labels.get(g.get("kind"), str(g.get("kind") or "").upper()))
+            dict(
+                g,
+                kind=g.get("group_kind"),
+                label=labels.get(g.get("group_kind") or "", str(g.get("group_kind") or "?"))
+                + (f" · {g['op']}" if g.get("op") else ""),
+            )
             for g in rows[:TRAFFIC_GROUP_ROWS]
         ],
         "groups_more": max(0, len(rows) - TRAFFIC_GROUP_ROWS),

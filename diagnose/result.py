@@ -122,6 +122,15 @@ def _links(analysis: Analysis) -> list[dict[str, Any]]:
     return out
 
 
+def _traffic(analysis: Analysis) -> dict[str, Any]:
+    """`traffic` (one row per group kind and op) and `traffic_matrix` (rank × rank bytes)."""
+    found = analysis.observation.traffic if analysis.observation else None
+    if not found:
+        return {"traffic": [], "traffic_matrix": None}
+    matrix = dict(found["matrix"], method=found.get("method"), notes=found.get("notes", []))
+    return {"traffic": found["per_group"], "traffic_matrix": matrix}
+
+
 def _process_facts(analysis: Analysis) -> dict[int, dict[str, Any]]:
     """Per global rank: the pid and NCCL version its NCCL lines show."""
     obs = analysis.observation
@@ -226,6 +235,7 @@ def document(analysis: Analysis) -> dict[str, Any]:
         ],
         "links": _links(analysis),
         "hangs": analysis.observation.hangs if analysis.observation else [],
+        **_traffic(analysis),
         "coords": _coords(analysis),
         "findings": context_lines.attach([_finding(f) for f in analysis.findings], analysis.logdir),
         "inputs": [i.to_json() for i in analysis.inputs],

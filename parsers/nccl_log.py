@@ -14,17 +14,24 @@ and without `nvmlDev`/`commId`, `ncclCommInitRank…`/`ncclCommSplit` names, `sp
 (2.24–2.28) and `childCount` (2.29+), the 2.29 `[Rank N]` prefix, `Bootstrap :`/`Bootstrap:`.
 
 Logs reach hundreds of MB, so every test is a polars expression over a frame of lines, run
-only on rows that contain `NCCL`; Python never loops over lines.
+only on rows that contain `NCCL`; Python never loops over lines. Each kind of fact is a lazy
+query over those rows, and all of them run in one `collect_all`: a polars call costs a few
+hundred microseconds whatever the size, and a directory holds thousands of files.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
+from parsers.lines import FILE, collect_all, split, tagged
+
 SNIFF_BYTES = 64 * 1024
+# Only lines matching this can hold a fact (a regex, for other parsers to share the scan).
+CANDIDATES = "NCCL"
 
 # The writer of a line sits right before ` NCCL INFO|WARN`: `host:pid:tid [cudaDev]`, plus
 # `file.cc:LINE` on WARN lines. Whatever precedes it is someone else's prefix. TRACE and
@@ -198,23 +205,41 @@ def sniff_nccl(head: str) -> bool:
 
 def parse_nccl(frame: pl.DataFrame, display: str) -> NcclFacts:
     """Collect the NCCL facts of `frame` (columns `line`, `text`, as read_lines gives)."""
-    candidates = frame.filter(pl.col("text").str.contains("NCCL", literal=True))
-    base = _base(candidates)
-    return NcclFacts(
-        path=display,
-        procs=_procs(base, _bare_versions(candidates, base)),
-        env=_env(base),
-        comms=_comms(base),
-        links=_links(base),
-        net=_net(base),
-        collectives=_collectives(base),
-        warns=base.filter(pl.col("level") == "WARN").select(
-            "host", "pid", "line", pl.col("text").str.strip_chars()
+    return parse_nccl_files([(frame, display)])[0]
+
+
+def parse_nccl_files(files: Sequence[tuple[pl.DataFrame, str]]) -> list[NcclFacts]:
+    """parse_nccl of each (frame, display), in one polars run for all of them.
+
+    A polars call costs about as much on a few hundred lines as on ten thousand, so a
+    directory of logs is parsed a batch of files at a time; every step keeps the files apart
+    (their index, FILE, leads every key). A frame may hold only some of a file's lines, as
+    long as those include every line matching CANDIDATES.
+    """
+    if not files:
+        return []
+    candidates = tagged([frame for frame, _ in files]).filter(
+        pl.col("text").str.contains(CANDIDATES, literal=True)
+    )
+    base = collect_all(_base(candidates))[0].lazy()
+    outputs = collect_all(
+        _procs(base, _bare_versions(candidates, base)),
+        _env(base),
+        _comms(base),
+        _links(base),
+        _net(base),
+        _collectives(base),
+        base.filter(pl.col("level") == "WARN").select(
+            FILE, "host", "pid", "line", pl.col("text").str.strip_chars()
         ),
     )
+    parts = [split(output, len(files)) for output in outputs]
+    return [
+        NcclFacts(display, *(part[i] for part in parts)) for i, (_, display) in enumerate(files)
+    ]
 
 
-def _base(candidates: pl.DataFrame) -> pl.DataFrame:
+def _base(candidates: pl.LazyFrame) -> pl.LazyFrame:
     """Prefixed NCCL lines split into who wrote them and the message, with comm context.
 
     Connection and ring lines never name their comm, but the thread that writes them is
@@ -228,7 +253,7 @@ def _base(candidates: pl.DataFrame) -> pl.DataFrame:
     # Splitting on the literal first keeps the regex work to the short writer part.
     split = pl.col("text").str.splitn(" NCCL ", 2).struct.rename_fields(["head", "rest"])
     parts = (
-        candidates.select("line", "text", split.alias("s"))
+        candidates.select(FILE, "line", "text", split.alias("s"))
         .unnest("s")
         .filter(pl.col("rest").str.contains(r"^(?:INFO|WARN)(?: |$)"))
         .with_columns(pl.col("head").str.extract_groups(_WHO).alias("who"))
@@ -247,10 +272,11 @@ def _base(candidates: pl.DataFrame) -> pl.DataFrame:
             ).alias("in_init"),
         )
     )
-    thread = ("host", "pid", "tid")
+    thread = (FILE, "host", "pid", "tid")
     following = pl.col("following")
     return (
         parts.select(
+            FILE,
             "line",
             "text",
             "head",
@@ -265,7 +291,7 @@ def _base(candidates: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             pl.col("named").forward_fill().over(thread).alias("preceding"),
             pl.col("named").backward_fill().over(thread).alias("following"),
-            pl.col("named").forward_fill().over("host", "pid").alias("process"),
+            pl.col("named").forward_fill().over(FILE, "host", "pid").alias("process"),
         )
         .with_columns(
             pl.coalesce(
@@ -290,7 +316,7 @@ def _stream_key(outer: pl.Expr) -> pl.Expr:
     return outer.str.replace_all(_TIMESTAMP, "").str.strip_chars()
 
 
-def _bare_versions(candidates: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame:
+def _bare_versions(candidates: pl.LazyFrame, base: pl.LazyFrame) -> pl.LazyFrame:
     """`NCCL version` lines without the NCCL prefix, placed in the process that wrote them.
 
     NCCL <= 2.22 prints the version with a bare printf during init, right after its own
@@ -300,19 +326,16 @@ def _bare_versions(candidates: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame
     cannot be placed and is left out.
     """
     bare = (
-        candidates.join(base.select("line"), on="line", how="anti")
-        .select("line", pl.col("text").str.extract_groups(_BARE_VERSION).alias("v"))
+        candidates.join(base.select(FILE, "line"), on=[FILE, "line"], how="anti")
+        .select(FILE, "line", pl.col("text").str.extract_groups(_BARE_VERSION).alias("v"))
         .unnest("v")
         .filter(pl.col("version").is_not_null())
     )
-    if bare.is_empty():
-        return pl.DataFrame(
-            schema={"host": pl.Utf8, "pid": pl.Int64, "version": pl.Utf8, "cuda": pl.Utf8}
-        )
     placed = (
         pl.concat(
             [
                 base.select(
+                    FILE,
                     "line",
                     _stream_key(pl.col("head").str.extract(_OUTER, 1)).alias("stream"),
                     "host",
@@ -320,6 +343,7 @@ def _bare_versions(candidates: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame
                     pl.lit(None, pl.Utf8).alias("v"),
                 ),
                 bare.select(
+                    FILE,
                     "line",
                     _stream_key(pl.col("outer")).alias("stream"),
                     pl.lit(None, pl.Utf8).alias("host"),
@@ -328,36 +352,38 @@ def _bare_versions(candidates: pl.DataFrame, base: pl.DataFrame) -> pl.DataFrame
                 ),
             ]
         )
-        .sort("line")
+        .sort(FILE, "line")
         .with_columns(
-            pl.col("host", "pid").forward_fill().backward_fill().over("stream"),
+            pl.col("host", "pid").forward_fill().backward_fill().over(FILE, "stream"),
         )
         .filter(pl.col("v").is_not_null())
     )
     return placed.select(
+        FILE,
         "host",
         "pid",
         pl.col("v").str.split_exact("+", 1).struct.rename_fields(["version", "cuda"]).alias("s"),
     ).unnest("s")
 
 
-def _procs(base: pl.DataFrame, bare: pl.DataFrame) -> pl.DataFrame:
+def _procs(base: pl.LazyFrame, bare: pl.LazyFrame) -> pl.LazyFrame:
     """One row per process: its devices, NCCL version and first NCCL line."""
     prefixed = base.select(
-        "host", "pid", pl.col("msg").str.extract_groups(rf"^{_VERSION}").alias("v")
+        FILE, "host", "pid", pl.col("msg").str.extract_groups(rf"^{_VERSION}").alias("v")
     ).unnest("v")
     versions = (
         pl.concat([prefixed.drop_nulls("version"), bare.drop_nulls("host")])
-        .group_by("host", "pid")
+        .group_by(FILE, "host", "pid")
         .agg(pl.col("version").first(), pl.col("cuda").first())
     )
-    seen = base.group_by("host", "pid").agg(
+    seen = base.group_by(FILE, "host", "pid").agg(
         pl.col("dev").filter(pl.col("dev") >= 0).unique().sort().alias("devs"),
         pl.col("line").min().alias("first_line"),
     )
     return (
-        seen.join(versions, on=["host", "pid"], how="left")
+        seen.join(versions, on=[FILE, "host", "pid"], how="left")
         .select(
+            FILE,
             "host",
             "pid",
             "devs",
@@ -366,40 +392,38 @@ def _procs(base: pl.DataFrame, bare: pl.DataFrame) -> pl.DataFrame:
             "first_line",
         )
         .cast(_PROCS_SCHEMA)
-        .sort("first_line")
+        .sort(FILE, "first_line")
     )
 
 
-def _env(base: pl.DataFrame) -> pl.DataFrame:
+def _env(base: pl.LazyFrame) -> pl.LazyFrame:
     found = (
         base.filter(pl.col("msg").str.starts_with("NCCL_"))
-        .select("host", "pid", "line", pl.col("msg").str.extract_groups(_ENV).alias("e"))
+        .select(FILE, "host", "pid", "line", pl.col("msg").str.extract_groups(_ENV).alias("e"))
         .unnest("e")
         .filter(pl.col("var").is_not_null())
     )
-    return found.select("host", "pid", "var", "value", "line")
+    return found.select(FILE, "host", "pid", "var", "value", "line")
 
 
-def _comms(base: pl.DataFrame) -> pl.DataFrame:
+def _comms(base: pl.LazyFrame) -> pl.LazyFrame:
     """Merge each comm's Init START/COMPLETE and topology lines into one row."""
     msg = pl.col("msg")
     init = (
         base.filter(msg.str.contains("- Init ", literal=True))
-        .select("host", "pid", "line", "text", msg.str.extract_groups(_COMM_INIT).alias("c"))
+        .select(FILE, "host", "pid", "line", "text", msg.str.extract_groups(_COMM_INIT).alias("c"))
         .unnest("c")
     )
     topo = (
         base.filter(msg.str.starts_with("comm 0x"))
-        .select("host", "pid", "line", "text", msg.str.extract_groups(_COMM_TOPO).alias("c"))
+        .select(FILE, "host", "pid", "line", "text", msg.str.extract_groups(_COMM_TOPO).alias("c"))
         .unnest("c")
     )
     events = (
         pl.concat([init, topo], how="diagonal_relaxed")
         .filter(pl.col("comm").is_not_null())
-        .sort("line")
+        .sort(FILE, "line")
     )
-    if events.is_empty():
-        return pl.DataFrame(schema=_COMMS_SCHEMA)
     phase = pl.col("phase")
     first = [
         *[pl.col(name).drop_nulls().first().cast(pl.Int64) for name in _COMM_INTS],
@@ -411,11 +435,11 @@ def _comms(base: pl.DataFrame) -> pl.DataFrame:
             .fill_null(False)
             .cast(pl.Int64)
             .cum_sum()
-            .over("host", "pid", "comm")
+            .over(FILE, "host", "pid", "comm")
             .clip(lower_bound=1)
             .alias("generation")
         )
-        .group_by("host", "pid", "comm", "generation", maintain_order=True)
+        .group_by(FILE, "host", "pid", "comm", "generation", maintain_order=True)
         .agg(
             *first,
             pl.col("line").filter(phase == "START").min().alias("init_start_line"),
@@ -425,16 +449,17 @@ def _comms(base: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("line")
     )
-    return _with_parent_comm_id(comms).select(list(_COMMS_SCHEMA)).cast(_COMMS_SCHEMA)
+    return _with_parent_comm_id(comms).select(FILE, *_COMMS_SCHEMA).cast(_COMMS_SCHEMA)
 
 
-def _with_parent_comm_id(comms: pl.DataFrame) -> pl.DataFrame:
+def _with_parent_comm_id(comms: pl.LazyFrame) -> pl.LazyFrame:
     """Add the commId of each split comm's parent, the key that joins splits across ranks.
 
     Split lines carry no commId from NCCL 2.23 on; the parent is the latest comm of the
     same process with the parent's pointer that started before the child.
     """
     parents = comms.select(
+        FILE,
         "host",
         "pid",
         pl.col("comm").alias("parent"),
@@ -445,13 +470,13 @@ def _with_parent_comm_id(comms: pl.DataFrame) -> pl.DataFrame:
         parents,
         left_on="line",
         right_on="parent_line",
-        by=["host", "pid", "parent"],
+        by=[FILE, "host", "pid", "parent"],
         strategy="backward",
-        check_sortedness=False,  # both sides are sorted on `line` just above
+        check_sortedness=False,  # both sides are sorted on `line` (all files at once) above
     )
 
 
-def _links(base: pl.DataFrame) -> pl.DataFrame:
+def _links(base: pl.LazyFrame) -> pl.LazyFrame:
     """Connections (`Channel … via …`) and ring/tree neighbours as src -> dst rows."""
     msg = pl.col("msg")
     channel = base.filter(msg.str.starts_with("Channel "))
@@ -463,9 +488,9 @@ def _links(base: pl.DataFrame) -> pl.DataFrame:
         _rings(base.filter(msg.str.starts_with("Ring "))),
         _trees(base.filter(msg.str.starts_with("Tree"))),
     ]
-    links = pl.concat([f.select(list(_LINKS_SCHEMA)).cast(_LINKS_SCHEMA) for f in frames])
+    links = pl.concat([f.select(FILE, *_LINKS_SCHEMA).cast(_LINKS_SCHEMA) for f in frames])
     return links.filter(pl.col("dst").is_null() | (pl.col("src") != pl.col("dst"))).sort(
-        "line", maintain_order=True
+        FILE, "line", maintain_order=True
     )
 
 
@@ -473,16 +498,17 @@ def _transport_class(transport: pl.Expr) -> pl.Expr:
     return transport.str.extract(_TRANSPORT_CLASS, 1)
 
 
-def _connections(rows: pl.DataFrame) -> pl.DataFrame:
+def _connections(rows: pl.LazyFrame) -> pl.LazyFrame:
     """One row per connection line; connection index 1 is what NCCL uses for send/recv."""
     found = (
         rows.select(
-            "host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_CONNECTION)
+            FILE, "host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_CONNECTION)
         )
         .unnest("msg")
         .filter(pl.col("transport").is_not_null())
     )
     return found.select(
+        FILE,
         "host",
         "pid",
         pl.col("ctx_comm").alias("comm"),
@@ -499,14 +525,17 @@ def _connections(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _collnet(rows: pl.DataFrame) -> pl.DataFrame:
+def _collnet(rows: pl.LazyFrame) -> pl.LazyFrame:
     """CollNet connections name only the local rank: the peer is the network switch."""
     found = (
-        rows.select("host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_COLLNET))
+        rows.select(
+            FILE, "host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_COLLNET)
+        )
         .unnest("msg")
         .filter(pl.col("transport").is_not_null())
     )
     return found.select(
+        FILE,
         "host",
         "pid",
         pl.col("ctx_comm").alias("comm"),
@@ -520,7 +549,7 @@ def _collnet(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _ring_lists(rows: pl.DataFrame) -> pl.DataFrame:
+def _ring_lists(rows: pl.LazyFrame) -> pl.LazyFrame:
     """`Channel 00/02 : 0 1 2 …` ring orders as consecutive edges.
 
     The closing edge (last -> first) is only added when the list holds all ranks of the
@@ -529,6 +558,7 @@ def _ring_lists(rows: pl.DataFrame) -> pl.DataFrame:
     """
     found = (
         rows.select(
+            FILE,
             "host",
             "pid",
             "ctx_comm",
@@ -552,6 +582,7 @@ def _ring_lists(rows: pl.DataFrame) -> pl.DataFrame:
         pl.col("ranks").first().over("row").alias("first"),
     )
     return edges.select(
+        FILE,
         "host",
         "pid",
         pl.col("ctx_comm").alias("comm"),
@@ -565,40 +596,45 @@ def _ring_lists(rows: pl.DataFrame) -> pl.DataFrame:
     ).filter(pl.col("dst").is_not_null())
 
 
-def _rings(rows: pl.DataFrame) -> pl.DataFrame:
+def _rings(rows: pl.LazyFrame) -> pl.LazyFrame:
     """`Ring 00 : prev -> me -> next` (GRAPH subsystem): the two edges through `me`."""
     found = (
-        rows.select("host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_RING))
+        rows.select(
+            FILE, "host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_RING)
+        )
         .unnest("msg")
         .filter(pl.col("me").is_not_null())
     )
     return _edges(found, [("prev", "me"), ("me", "next")], "ring")
 
 
-def _trees(rows: pl.DataFrame) -> pl.DataFrame:
+def _trees(rows: pl.LazyFrame) -> pl.LazyFrame:
     """`Trees [c] d0/d1/d2->me->up …` and `Tree c : up -> me -> d0/d1/d2`, child -> parent."""
     msg = pl.col("msg")
     single = (
         rows.filter(msg.str.starts_with("Tree "))
-        .select("host", "pid", "ctx_comm", "line", msg.str.extract_groups(_TREE))
+        .select(FILE, "host", "pid", "ctx_comm", "line", msg.str.extract_groups(_TREE))
         .unnest("msg")
     )
     many = (
         rows.filter(msg.str.starts_with("Trees"))
-        .select("host", "pid", "ctx_comm", "line", msg.str.extract_all(_TREES_ITEM))
+        .select(FILE, "host", "pid", "ctx_comm", "line", msg.str.extract_all(_TREES_ITEM))
         .explode("msg")
-        .select("host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_TREES_ITEM))
+        .select(
+            FILE, "host", "pid", "ctx_comm", "line", pl.col("msg").str.extract_groups(_TREES_ITEM)
+        )
         .unnest("msg")
     )
     found = pl.concat([single, many], how="diagonal_relaxed").filter(pl.col("me").is_not_null())
     return _edges(found, [("d0", "me"), ("d1", "me"), ("d2", "me"), ("me", "up")], "tree")
 
 
-def _edges(found: pl.DataFrame, pairs: list[tuple[str, str]], kind: str) -> pl.DataFrame:
+def _edges(found: pl.LazyFrame, pairs: list[tuple[str, str]], kind: str) -> pl.LazyFrame:
     """Rows src -> dst for each (src column, dst column) pair; -1 means no neighbour."""
     return pl.concat(
         [
             found.select(
+                FILE,
                 "host",
                 "pid",
                 pl.col("ctx_comm").alias("comm"),
@@ -615,7 +651,7 @@ def _edges(found: pl.DataFrame, pairs: list[tuple[str, str]], kind: str) -> pl.D
     ).filter((pl.col("src") >= 0) & (pl.col("dst") >= 0))
 
 
-def _net(base: pl.DataFrame) -> pl.DataFrame:
+def _net(base: pl.LazyFrame) -> pl.LazyFrame:
     """Network facts; a line counts once, as the first kind in _NET_FACTS it matches."""
     msg = pl.col("msg")
     rows = base.filter(
@@ -631,6 +667,7 @@ def _net(base: pl.DataFrame) -> pl.DataFrame:
         what = pl.when(fact.is_not_null()).then(pl.lit(name)).otherwise(what)
         value = pl.when(fact.is_not_null()).then(fact).otherwise(value)
     return rows.select(
+        FILE,
         "host",
         "pid",
         what.alias("what"),
@@ -640,14 +677,15 @@ def _net(base: pl.DataFrame) -> pl.DataFrame:
     ).filter(pl.col("what").is_not_null())
 
 
-def _collectives(base: pl.DataFrame) -> pl.DataFrame:
+def _collectives(base: pl.LazyFrame) -> pl.LazyFrame:
     found = (
         base.filter(pl.col("msg").str.contains(": opCount ", literal=True))
-        .select("host", "pid", "line", pl.col("msg").str.extract_groups(_COLLECTIVE))
+        .select(FILE, "host", "pid", "line", pl.col("msg").str.extract_groups(_COLLECTIVE))
         .unnest("msg")
         .filter(pl.col("comm").is_not_null())
     )
     return found.select(
+        FILE,
         "host",
         "pid",
         "comm",

@@ -7,13 +7,18 @@ says which rank wrote it), a few warnings that record rewrites or cross-node gro
 the NCCL INFO lines that name hosts and communicator sizes. This module only collects
 those facts with their line numbers; deciding what they mean is the engines' job.
 
-Logs can be large, so every per-line test is a polars string expression over a frame
-of all lines; Python only loops over the handful of rows that matched.
+Logs can be large (a serving node prints a `Decode batch.` line every few seconds for days),
+so every per-line test is a polars string expression over a frame of all lines; Python only
+loops over the handful of rows that matched. Only the scheduler prefixes are on most lines:
+every other fact is looked for on the few lines holding one of its literal words (one
+multi-literal scan), and prefixes in SGLang's own layout are split with string slices and
+checked once per distinct value instead of running a regex per line.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,10 +26,10 @@ import polars as pl
 
 from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import TRIGGER, LaunchCommand, find_commands
+from parsers.lines import FILE, any_word, collect_all, drop_headers, split, split_lines, tagged
 from parsers.server_args import parse_server_args
 
 SNIFF_BYTES = 64 * 1024
-_HEADER = "#@ "
 # prefixes column -> token SGLang writes; each is read on its own so any order parses.
 _RANK_TOKENS = {
     "dp": "DP", "pp": "PP", "attn_cp": "ATTN_CP", "moe_dp": "MOE_DP", "tp": "TP", "ep": "EP"
@@ -79,6 +84,30 @@ _COMM_INIT = (
     r"(?:.*?commId (?P<comm_id>0x[0-9a-f]+))?"
 )
 _IP = r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)$"
+# Every fact but the prefixes needs one of these words on its line (each pattern above
+# contains one): one scan for all of them picks the few lines worth the regexes. `@` (prompts)
+# is tested apart: a one-character literal would slow the multi-literal scan down fivefold.
+_RARE_WORDS = (
+    "NCCL", "server_args=", "Init torch distributed", "Launch DP", "init_model_parallel_group(",
+    "expert parallel size is adjusted", "Enabled DSA context parallel:",
+    "Enable Context Parallel opt for MLA", "chunked prefill size is adjusted",
+    "Traceback (most recent call last)", "Error", "Exception", "exception",
+    "Bootstrap", "OOB", "connect to", "from peer", "[c10d]",
+)  # fmt: skip
+# The case-insensitive patterns (version, custom allreduce) under the same Unicode folding.
+_RARE = any_word(_RARE_WORDS) + "|(?i:glang|allreduce)"
+# Lines of a launch command's block looked at around its trigger line before the whole file.
+_BLOCK_CONTEXT = 256
+# A prefix in SGLang's own layout at the start of a line (whole seconds, ASCII digits): one
+# anchored scan tells these lines from the others, whose prefix needs the general pattern.
+_STAMPED = r"^\[[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
+_LED = _STAMPED + r"(?: (?:DP|PP|ATTN_CP|MOE_DP|TP|EP)[0-9]+)+\]"
+# The token strings of the prefixes a file's first lines show are looked for after them:
+# a line led by one of those repeats a known prefix (most lines of a serving log).
+_SAMPLE_LINES = 4096
+_TS_AT = (1, 19)  # the timestamp of such a line; its tokens follow, up to the first `]`
+_TOKEN_WORDS = any_word([f" {token}" for token in ("DP", "PP", "ATTN_CP", "MOE_DP", "TP", "EP")])
+_TS_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
 _SNIFF = re.compile(
     rf"\[{_TIMESTAMP}{_TOKENS}\]|server_args=(?:ServerArgs\(|\{{)|sglang\.launch_server"
     r"|\bsglang\s+serve\b|sglang::scheduler|sglang is using nccl=="
@@ -104,37 +133,108 @@ class SGLangLog:
     engine: str = "sglang"
 
 
+@dataclass
+class SGLangScan:
+    """What one pass over a file's lines keeps for sglang_logs: the scheduler prefixes and
+    launch commands (read) and the few lines that may hold any other fact."""
+
+    path: str
+    prefixes: pl.DataFrame
+    commands: list[LaunchCommand]
+    rare: pl.DataFrame
+
+
 def sniff_sglang(head: str) -> bool:
     """True when the start of a file looks like SGLang output or an SGLang launch."""
     return _SNIFF.search(head[:SNIFF_BYTES]) is not None
 
 
-def parse_sglang_log(path: Path, display: str) -> SGLangLog:
+def parse_sglang_log(
+    path: Path,
+    display: str,
+    frame: pl.DataFrame | None = None,
+    *,
+    distinct_prefixes: bool = False,
+) -> SGLangLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
+
+    `frame` is the file as parsers.lines.read_lines gives it, for callers that read each
+    file once for several parsers. With `distinct_prefixes`, `prefixes` keeps only the first
+    line of each coordinate combination (all that the assembly reads), which spares the
+    timestamp and message of every other scheduler line: most of a serving log.
 
     Raises OSError when the file cannot be read. Undecodable bytes are replaced rather
     than fatal, because console pastes often carry a stray non-UTF-8 byte.
     """
-    lines = _read_lines(path)
-    frame = pl.DataFrame(
-        {"line": pl.int_range(1, len(lines) + 1, eager=True, dtype=pl.Int64), "text": lines},
-        schema={"line": pl.Int64, "text": pl.Utf8},
-    ).with_columns(pl.col("text").str.strip_suffix("\r"))
-    is_header = pl.col("text").str.starts_with(_HEADER)
-    body = frame.filter(~is_header)
-    commands = _commands(frame.with_columns(pl.when(~is_header).then("text")), display)
-    server_args, config_line = _server_args(body, display)
-    return SGLangLog(
-        path=display,
-        version=_version(body),
-        config=server_args,
-        config_line=config_line,
-        commands=commands,
-        prefixes=_prefixes(body),
-        events=_events(body, display),
-        hosts=_hosts(body, _configured(commands, server_args, config_line)),
-        nccl_comms=_nccl_comms(body),
+    body = drop_headers(split_lines(path.read_bytes())) if frame is None else frame
+    return sglang_logs([scan_sglang_log(body, display, distinct_prefixes=distinct_prefixes)])[0]
+
+
+def scan_sglang_log(
+    body: pl.DataFrame,
+    display: str,
+    *,
+    distinct_prefixes: bool = False,
+    candidates: pl.DataFrame | None = None,
+) -> SGLangScan:
+    """The first of parse_sglang_log's two steps: what needs all of a file's lines.
+
+    `candidates` are the file's lines that rare_lines picked, when the caller scanned for
+    them already (one scan of a file can serve several parsers).
+    """
+    text = pl.col("text")
+    rare = body.filter(rare_lines(text)) if candidates is None else candidates
+    triggers = rare.filter(text.str.contains(TRIGGER))["line"].to_list()
+    lines = _unknown_lines(body) if distinct_prefixes else body
+    marked = lines.lazy().with_columns(text.str.contains(_LED).alias("led"))
+    (marked,) = collect_all(marked)
+    (prefixes,) = collect_all(_prefix_rows(marked.lazy(), distinct_prefixes))
+    return SGLangScan(display, prefixes, _commands(body, triggers, display), rare)
+
+
+def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
+    """The second step: the facts of the scanned files, in one polars run for all of them.
+
+    A polars call costs about as much on a few hundred lines as on ten thousand, so a
+    directory of logs is read a batch of files at a time; every step keeps the files apart
+    (their index, FILE, leads every key).
+    """
+    if not scans:
+        return []
+    text = pl.col("text")
+    rare = tagged([scan.rare for scan in scans])
+    outputs = collect_all(
+        _server_args_rows(rare),
+        rare.select(FILE, text.str.extract(_VERSION, 1).alias("version")).drop_nulls("version"),
+        _event_rows(rare),
+        _comm_rows(rare),
     )
+    config_rows, versions, events, comms = (split(output, len(scans)) for output in outputs)
+    configs = [_server_args(config_rows[i], scan.path) for i, scan in enumerate(scans)]
+    configured = tagged(
+        [_configured(scan.commands, *config) for scan, config in zip(scans, configs, strict=True)]
+    )
+    hosts = split(collect_all(_host_rows(rare, configured))[0], len(scans))
+    return [
+        SGLangLog(
+            path=scan.path,
+            version=versions[i]["version"][-1] if versions[i].height else None,
+            config=configs[i][0],
+            config_line=configs[i][1],
+            commands=scan.commands,
+            prefixes=scan.prefixes,
+            events=_evidence(events[i], scan.path),
+            hosts=hosts[i],
+            nccl_comms=comms[i],
+        )
+        for i, scan in enumerate(scans)
+    ]
+
+
+def rare_lines(text: pl.Expr, *others: str) -> pl.Expr:
+    """Whether a line may hold an SGLang fact other than a scheduler prefix (or match one of
+    the `others` patterns: other parsers' candidates, found in the same scan)."""
+    return text.str.contains("|".join([_RARE, *others])) | text.str.contains("@", literal=True)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -144,25 +244,42 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
-def _commands(frame: pl.DataFrame, display: str) -> list[LaunchCommand]:
+def _commands(body: pl.DataFrame, triggers: list[int], display: str) -> list[LaunchCommand]:
     """Launch commands, handing find_commands only the line blocks that can hold one.
 
-    A block is a run of backslash-continued lines; blocks without a trigger line are
-    dropped here so the per-line Python scan runs on a few lines, not on the whole log.
-    Header lines arrive as nulls and count as empty lines.
+    A block is a run of backslash-continued lines; only the blocks of `triggers` (lines
+    naming a launch) reach the per-line Python scan, not the whole log. Header lines
+    (missing from `body`) count as empty lines.
     """
-    text = pl.col("text").fill_null("")
-    blocks = frame.select(
-        "line",
-        text,
-        (~text.str.ends_with("\\").shift(1, fill_value=False)).cum_sum().alias("block"),
-        text.str.contains(TRIGGER).alias("trigger"),
-    )
-    wanted = blocks.filter(pl.col("trigger"))["block"].unique()
-    candidates = blocks.filter(pl.col("block").is_in(wanted.implode()))
-    numbers = candidates["line"].to_list()
-    found = find_commands(candidates["text"].to_list(), display)
-    return [_renumbered(command, numbers[command.line - 1]) for command in found]
+    if not triggers:
+        return []
+    last = body["line"][-1]
+    start, end = min(triggers) - _BLOCK_CONTEXT, max(triggers) + _BLOCK_CONTEXT
+    blocks = _blocks(triggers, _continued(body, start, end), last)
+    if blocks[0] <= start or blocks[-1] >= end:  # a block may go on: look at every line
+        blocks = _blocks(triggers, _continued(body, 1, last), last)
+    texts = dict(body.filter(pl.col("line").is_in(blocks)).select("line", "text").iter_rows())
+    found = find_commands([texts.get(number, "") for number in blocks], display)
+    return [_renumbered(command, blocks[command.line - 1]) for command in found]
+
+
+def _continued(body: pl.DataFrame, start: int, end: int) -> set[int]:
+    """The lines from `start` to `end` that end with a backslash."""
+    near = body.filter(pl.col("line").is_between(start, end))
+    return set(near.filter(pl.col("text").str.ends_with("\\"))["line"].to_list())
+
+
+def _blocks(triggers: list[int], continued: set[int], last: int) -> list[int]:
+    """The lines of the blocks around `triggers`, in order."""
+    wanted: set[int] = set()
+    for line in triggers:
+        start, end = line, line
+        while start - 1 in continued:
+            start -= 1
+        while end in continued and end < last:
+            end += 1
+        wanted.update(range(start, end + 1))
+    return sorted(wanted)
 
 
 def _renumbered(command: LaunchCommand, line: int) -> LaunchCommand:
@@ -172,16 +289,14 @@ def _renumbered(command: LaunchCommand, line: int) -> LaunchCommand:
     return replace(command, params=params, line=line)
 
 
-def _version(body: pl.DataFrame) -> str | None:
-    found = body.select(pl.col("text").str.extract(_VERSION, 1).drop_nulls())["text"]
-    return found[-1] if len(found) else None
+def _server_args_rows(body: pl.LazyFrame) -> pl.LazyFrame:
+    """Lines holding a `server_args=` dump, with the dump."""
+    args = pl.col("text").str.extract(r"(?:^|\W)server_args=(.*)$", 1).alias("args")
+    return body.select(FILE, "line", "text", args).filter(pl.col("args").is_not_null())
 
 
-def _server_args(body: pl.DataFrame, display: str) -> tuple[dict[str, Param], Evidence | None]:
+def _server_args(rows: pl.DataFrame, display: str) -> tuple[dict[str, Param], Evidence | None]:
     """The last `server_args=` line that parses; a truncated paste falls back to earlier ones."""
-    rows = body.select(
-        "line", "text", pl.col("text").str.extract(r"(?:^|\W)server_args=(.*)$", 1).alias("args")
-    ).filter(pl.col("args").is_not_null())
     for line, text, args in reversed(rows.rows()):
         try:
             values = parse_server_args(args)
@@ -193,45 +308,119 @@ def _server_args(body: pl.DataFrame, display: str) -> tuple[dict[str, Param], Ev
     return {}, None
 
 
-def _prefixes(body: pl.DataFrame) -> pl.DataFrame:
-    parts = body.select("line", pl.col("text").str.extract_groups(_PREFIX).alias("p")).unnest("p")
-    parts = parts.filter(pl.col("tokens").is_not_null())
-    ranks = [
-        pl.col("tokens").str.extract(rf" {token}(\d+)", 1).cast(pl.Int64).alias(name)
+def _unknown_lines(body: pl.DataFrame) -> pl.DataFrame:
+    """The lines the first line of each prefix can be on: the first _SAMPLE_LINES, and after
+    them those not led by a prefix already seen there (such a line repeats a known one)."""
+    text = pl.col("text")
+    start, width = _TS_AT
+    close = text.str.find("]", literal=True)
+    sample = body.head(_SAMPLE_LINES)
+    seen = sample.filter(text.str.contains(_LED)).select(
+        text.str.slice(start + width, close - start - width).unique()
+    )
+    if seen.is_empty() or body.height <= _SAMPLE_LINES:
+        return body
+    known = _STAMPED + "(?:" + any_word(seen["text"].sort()) + ")\\]"
+    rest = body.slice(_SAMPLE_LINES).filter(~text.str.contains(known))
+    return pl.concat([sample, rest])
+
+
+def _prefix_rows(marked: pl.LazyFrame, distinct: bool) -> pl.LazyFrame:
+    """One row per line with a scheduler prefix: its timestamp, coordinates and message.
+
+    Lines `led` by a prefix in SGLang's own layout are cut at fixed offsets (timestamp, the
+    tokens up to the first `]`, the message after it) and each distinct token string is
+    read once; the others (fractional seconds, a prefix after other text, anything odd) go
+    through the general pattern. With `distinct`, only the first line of each coordinate
+    combination, and the timestamps and messages of the others are never cut out.
+    """
+    text, tokens = pl.col("text"), pl.col("tokens")
+    start, width = _TS_AT
+    close = text.str.find("]", literal=True)
+    led = marked.filter("led").select(
+        "line", "text", text.str.slice(start + width, close - start - width).alias("tokens")
+    )
+    if distinct:
+        led = led.unique("tokens", keep="first", maintain_order=True)
+        led = led.with_columns(*_ranks(tokens))
+    else:
+        led = led.join(led.select(tokens.unique()).with_columns(*_ranks(tokens)), on="tokens")
+    fast = led.select(
+        "line",
+        text.str.slice(start, width)
+        .str.strptime(pl.Datetime("ms"), _TS_FORMAT, strict=False)
+        .alias("ts"),
+        *_RANK_TOKENS,
+        text.str.slice(close + 1).str.strip_chars(),
+    )
+    odd = (
+        # when/then: the words are only looked for on the few lines not led by a prefix
+        marked.filter(pl.when(~pl.col("led")).then(text.str.contains(_TOKEN_WORDS)))
+        .select("line", text.str.extract_groups(_PREFIX).alias("p"))
+        .unnest("p")
+        .filter(tokens.is_not_null())
+        .select(
+            "line",
+            pl.col("ts").str.strptime(pl.Datetime("ms"), _TS_FORMAT, strict=False),
+            *_ranks(tokens),
+            pl.col("message").str.strip_chars().alias("text"),
+        )
+    )
+    found = pl.concat([fast, odd]).sort("line")
+    if distinct:
+        found = found.unique(list(_RANK_TOKENS), keep="first", maintain_order=True)
+    return found
+
+
+def _ranks(tokens: pl.Expr) -> list[pl.Expr]:
+    """The coordinate columns of a token string; each token is read on its own so any order
+    parses."""
+    return [
+        tokens.str.extract(rf" {token}(\d+)", 1).cast(pl.Int64).alias(name)
         for name, token in _RANK_TOKENS.items()
     ]
-    return parts.select(
-        "line",
-        pl.col("ts").str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
-        *ranks,
-        pl.col("message").str.strip_chars().alias("text"),
-    )
 
 
 def _events(body: pl.DataFrame, display: str) -> list[Evidence]:
+    return _evidence(split(collect_all(_event_rows(tagged([body])))[0], 1)[0], display)
+
+
+def _event_rows(body: pl.LazyFrame) -> pl.LazyFrame:
+    """Lines of the kinds in _EVENT_KINDS, each with the first kind it matches."""
     kind = pl.lit(None, dtype=pl.Utf8)
     for name, pattern in reversed(_EVENT_KINDS):
         kind = pl.when(pl.col("text").str.contains(pattern)).then(pl.lit(name)).otherwise(kind)
-    hits = body.select("line", "text", kind.alias("kind")).filter(pl.col("kind").is_not_null())
+    found = body.select(FILE, "line", "text", kind.alias("kind"))
+    return found.filter(pl.col("kind").is_not_null())
+
+
+def _evidence(hits: pl.DataFrame, display: str) -> list[Evidence]:
     return [Evidence(display, line, text.strip(), name) for line, text, name in hits.rows()]
 
 
 def _hosts(body: pl.DataFrame, configured: pl.DataFrame) -> pl.DataFrame:
     """Host names and addresses with the line that shows them, one row per sighting."""
+    return split(collect_all(_host_rows(tagged([body]), tagged([configured])))[0], 1)[0]
+
+
+def _host_rows(body: pl.LazyFrame, configured: pl.LazyFrame) -> pl.LazyFrame:
     text = pl.col("text")
     nccl = body.select(
+        FILE,
         "line",
         text.str.extract(_NCCL_LINE, 1).alias("host"),
         text.str.extract(_NCCL_OWN_IP, 1).alias("ip"),
         pl.lit("nccl").alias("kind"),
     )
     peers = body.select(
+        FILE,
         "line",
         pl.lit(None, dtype=pl.Utf8).alias("host"),
         text.str.extract(_NCCL_PEER_IP, 1).alias("ip"),
         pl.lit("nccl_peer").alias("kind"),
     )
     prompts = body.select(
+        FILE,
         "line",
         pl.coalesce(text.str.extract(_PROMPT_HOST, 1), text.str.extract(_PROMPT_HOST, 2)).alias(
             "host"
@@ -240,14 +429,18 @@ def _hosts(body: pl.DataFrame, configured: pl.DataFrame) -> pl.DataFrame:
         pl.lit("prompt").alias("kind"),
     )
     c10d = body.select(
-        "line", text.str.extract(_C10D_ADDR, 1).alias("address"), pl.lit("c10d").alias("kind")
+        FILE,
+        "line",
+        text.str.extract(_C10D_ADDR, 1).alias("address"),
+        pl.lit("c10d").alias("kind"),
     )
     found = pl.concat([nccl, peers, prompts], how="vertical").filter(
         pl.col("host").is_not_null() | pl.col("ip").is_not_null()
     )
     c10d = c10d.filter(pl.col("address").is_not_null())
+    configured = configured.select(FILE, "line", "address", "kind")
     addresses = _split_address(pl.concat([c10d, configured]))
-    return pl.concat([found, addresses]).sort("line", maintain_order=True)
+    return pl.concat([found, addresses]).sort(FILE, "line", maintain_order=True)
 
 
 def _configured(
@@ -275,11 +468,12 @@ def _strip_port(address: str) -> str:
     return re.sub(r"^\[?(.*?)\]?:\d+$", r"\1", address)
 
 
-def _split_address(frame: pl.DataFrame) -> pl.DataFrame:
+def _split_address(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Put IP literals in `ip` (IPv4-mapped IPv6 unwrapped) and names in `host`."""
     address = pl.col("address").str.replace(r"(?i)^::ffff:", "")
     is_ip = address.str.contains(_IP)
     return frame.select(
+        FILE,
         "line",
         pl.when(is_ip).then(None).otherwise(address).alias("host"),
         pl.when(is_ip).then(address).otherwise(None).alias("ip"),
@@ -289,24 +483,30 @@ def _split_address(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _nccl_comms(body: pl.DataFrame) -> pl.DataFrame:
     """One row per (host, pid, comm), merging `comm ... nRanks` and `ncclCommInitRank` lines."""
+    return split(collect_all(_comm_rows(tagged([body])))[0], 1)[0]
+
+
+def _comm_rows(body: pl.LazyFrame) -> pl.LazyFrame:
     text = pl.col("text")
-    base = body.select("line", text.str.extract_groups(_NCCL_LINE).alias("who"), text).unnest("who")
+    who = text.str.extract_groups(_NCCL_LINE).alias("who")
+    base = body.select(FILE, "line", who, text).unnest("who")
     base = base.filter(pl.col("host").is_not_null())
     info = base.select(
-        "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INFO).alias("c")
+        FILE, "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INFO).alias("c")
     ).unnest("c")
     init = base.select(
-        "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INIT).alias("c")
+        FILE, "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INIT).alias("c")
     ).unnest("c")
     merged = pl.concat([info, init], how="diagonal_relaxed").filter(pl.col("comm").is_not_null())
     return (
-        merged.group_by("host", "pid", "comm", maintain_order=True)
+        merged.group_by(FILE, "host", "pid", "comm", maintain_order=True)
         .agg(
             pl.col("line").min(),
             pl.col("text").sort_by("line").first(),
             *[pl.col(name).drop_nulls().first() for name in ("dev", *_COMM_INTS, "comm_id")],
         )
         .select(
+            FILE,
             pl.col("line").cast(pl.Int64),
             pl.col("host").cast(pl.Utf8),
             pl.col("pid").cast(pl.Int64),
@@ -316,5 +516,5 @@ def _nccl_comms(body: pl.DataFrame) -> pl.DataFrame:
             pl.col("comm_id").cast(pl.Utf8),
             pl.col("text").str.strip_chars(),
         )
-        .sort("line")
+        .sort(FILE, "line")
     )

@@ -15,22 +15,30 @@ WorkNCCL lines moved from `[Rank r]` to `[PG GUID name(desc) Rank r]` in 2026. T
 in any of these prefixes is the rank inside that PG, not the global rank.
 
 Lines can sit behind any prefix (torchrun `[rank3]:`, Ray `(Worker pid=…)`, glog headers)
-and files can be big, so all matching is polars expressions over a frame of lines.
+and files can be big, so all matching is polars expressions over a frame of lines: one
+multi-literal scan keeps the few candidate lines, and every kind of fact is a lazy query
+over them, all run in one `collect_all` (a polars call costs the same on ten rows as on ten
+thousand).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
 from diagnose.model import Evidence
+from parsers.lines import FILE, any_word, collect_all, split, tagged
 
 # Cheap literal test first: only these lines can hold any fact below.
 _KEYWORDS = [
     "[PG ", "Rank ", "WorkNCCL", "collective #", "lagging ranks", "Error", "NCCL error",
     "ast enqueued", "ast_enqueued",
 ]  # fmt: skip
+# Only lines matching this can hold a fact (a regex, for other parsers to share the scan).
+CANDIDATES = any_word(_KEYWORDS)
 _LAUNCHER_RANK = r"\[rank(\d+)\]:"
 _STREAM = r"^(.*?\[rank\d+\]:)"
 _PG_PREFIX = (
@@ -162,22 +170,41 @@ class TorchDistFacts:
 
 def parse_torch_dist(frame: pl.DataFrame, display: str) -> TorchDistFacts:
     """Collect the distributed facts of `frame` (columns `line`, `text`)."""
-    rows = _rows(frame.filter(pl.col("text").str.contains_any(_KEYWORDS)))
-    return TorchDistFacts(
-        path=display,
-        pgs=_pgs(rows),
-        works=_works(rows),
-        progress=_progress(rows),
-        desync=_desync(rows),
-        errors=_errors(rows, display),
+    return parse_torch_dist_files([(frame, display)])[0]
+
+
+def parse_torch_dist_files(files: Sequence[tuple[pl.DataFrame, str]]) -> list[TorchDistFacts]:
+    """parse_torch_dist of each (frame, display), in one polars run for all of them (see
+    parsers.nccl_log.parse_nccl_files); FILE, the file's index, leads every key. A frame may
+    hold only some of a file's lines, as long as those include every line matching
+    CANDIDATES."""
+    if not files:
+        return []
+    candidates = tagged([frame for frame, _ in files]).filter(
+        pl.col("text").str.contains(CANDIDATES)
     )
+    rows = collect_all(_rows(candidates))[0].lazy()
+    outputs = collect_all(*(query(rows) for query in (_pgs, _works, _progress, _desync, _errors)))
+    pgs, works, progress, desync, errors = (split(output, len(files)) for output in outputs)
+    return [
+        TorchDistFacts(
+            display,
+            pgs[i],
+            works[i],
+            progress[i],
+            desync[i],
+            [Evidence(display, line, text, kind) for line, text, kind in errors[i].rows()],
+        )
+        for i, (_, display) in enumerate(files)
+    ]
 
 
-def _rows(frame: pl.DataFrame) -> pl.DataFrame:
+def _rows(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Candidate lines with who wrote them: launcher rank, PG prefix, output stream."""
     text = pl.col("text")
     prefix = text.str.extract_groups(_PG_PREFIX)
     return frame.select(
+        FILE,
         "line",
         text.str.strip_chars(),
         text.str.extract(_STREAM, 1).fill_null("").alias("stream"),
@@ -191,7 +218,7 @@ def _rows(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _pgs(rows: pl.DataFrame) -> pl.DataFrame:
+def _pgs(rows: pl.LazyFrame) -> pl.LazyFrame:
     """One row per (PG name, rank in PG): the ProcessGroupNCCL each process built.
 
     A process is identified by its rank inside a PG, so interleaved logs of many ranks
@@ -205,6 +232,7 @@ def _pgs(rows: pl.DataFrame) -> pl.DataFrame:
         return pl.when(is_options).then(text.str.extract(pattern, 1))
 
     facts = rows.filter(pl.col("pg_name").is_not_null() | is_options).select(
+        FILE,
         "line",
         "text",
         "stream",
@@ -224,9 +252,7 @@ def _pgs(rows: pl.DataFrame) -> pl.DataFrame:
         text.str.extract(_SPLITTING, 1).alias("parent_comm"),
         text.str.extract(_CREATED, 1).alias("created_comm"),
     )
-    if facts.is_empty():
-        return pl.DataFrame(schema=_PGS_SCHEMA)
-    key = ["prefix_name", "rank", "unnamed"]
+    key = [FILE, "prefix_name", "rank", "unnamed"]
     pgs = facts.group_by(key, maintain_order=True).agg(
         pl.col("line").min(),
         pl.col("text").first(),
@@ -239,6 +265,7 @@ def _pgs(rows: pl.DataFrame) -> pl.DataFrame:
     size = pl.col("size").cast(pl.Int64)
     return (
         pgs.select(
+            FILE,
             "rank",
             "global_rank",
             "pg_id",
@@ -256,11 +283,11 @@ def _pgs(rows: pl.DataFrame) -> pl.DataFrame:
             "text",
         )
         .cast(_PGS_SCHEMA)
-        .sort("line")
+        .sort(FILE, "line")
     )
 
 
-def _child_comms(rows: pl.DataFrame, pgs: pl.DataFrame) -> pl.DataFrame:
+def _child_comms(rows: pl.LazyFrame, pgs: pl.LazyFrame) -> pl.LazyFrame:
     """`Rank r: created child comm 0x… with color_id C` lines, given to their PG.
 
     NCCLUtils writes them without a PG prefix, right after the PG's `Splitting NCCL
@@ -269,17 +296,22 @@ def _child_comms(rows: pl.DataFrame, pgs: pl.DataFrame) -> pl.DataFrame:
     """
     children = (
         rows.filter(pl.col("text").str.contains("created child comm 0x", literal=True))
-        .select("line", "stream", pl.col("text").str.extract_groups(_CHILD).alias("c"))
+        .select(FILE, "line", "stream", pl.col("text").str.extract_groups(_CHILD).alias("c"))
         .unnest("c")
         .filter(pl.col("comm").is_not_null())
         .select(
-            "line", "stream", pl.col("color").cast(pl.Int64), pl.col("comm").alias("child_comm")
+            FILE,
+            "line",
+            "stream",
+            pl.col("color").cast(pl.Int64),
+            pl.col("comm").alias("child_comm"),
         )
         .sort("line")
     )
     created = (
         pgs.filter(pl.col("options_line").is_not_null() & pl.col("split_color").is_not_null())
         .select(
+            FILE,
             "prefix_name",
             "rank",
             "unnamed",
@@ -293,13 +325,13 @@ def _child_comms(rows: pl.DataFrame, pgs: pl.DataFrame) -> pl.DataFrame:
         created,
         left_on="line",
         right_on="options_line",
-        by=["stream", "color"],
+        by=[FILE, "stream", "color"],
         strategy="backward",
-        check_sortedness=False,  # both sides are sorted on their line just above
+        check_sortedness=False,  # both sides are sorted on their line (all files) just above
     )
     return (
         matched.filter(pl.col("options_line").is_not_null())
-        .group_by("prefix_name", "rank", "unnamed", maintain_order=True)
+        .group_by(FILE, "prefix_name", "rank", "unnamed", maintain_order=True)
         .agg(pl.col("child_comm").first())
     )
 
@@ -307,6 +339,7 @@ def _child_comms(rows: pl.DataFrame, pgs: pl.DataFrame) -> pl.DataFrame:
 def _pg_columns() -> list[pl.Expr]:
     """Who wrote a line, as far as the line itself says."""
     return [
+        pl.col(FILE),
         pl.col("rank"),
         pl.col("launcher_rank").alias("global_rank"),
         pl.col("pg_name"),
@@ -314,7 +347,7 @@ def _pg_columns() -> list[pl.Expr]:
     ]
 
 
-def _works(rows: pl.DataFrame) -> pl.DataFrame:
+def _works(rows: pl.LazyFrame) -> pl.LazyFrame:
     found = rows.filter(pl.col("text").str.contains("WorkNCCL(", literal=True))
     return found.select(
         *_pg_columns(),
@@ -324,7 +357,7 @@ def _works(rows: pl.DataFrame) -> pl.DataFrame:
     ).cast(_WORKS_SCHEMA)
 
 
-def _progress(rows: pl.DataFrame) -> pl.DataFrame:
+def _progress(rows: pl.LazyFrame) -> pl.LazyFrame:
     found = rows.filter(pl.col("text").str.contains("(?i)last[ _]enqueued"))
     return found.select(
         *_pg_columns(),
@@ -334,7 +367,7 @@ def _progress(rows: pl.DataFrame) -> pl.DataFrame:
     ).cast(_PROGRESS_SCHEMA, strict=False)
 
 
-def _desync(rows: pl.DataFrame) -> pl.DataFrame:
+def _desync(rows: pl.LazyFrame) -> pl.LazyFrame:
     """One row per lagging rank of each desync-report line.
 
     Sequence numbers count from 1: `done_seq` is the last collective the rank finished,
@@ -343,14 +376,16 @@ def _desync(rows: pl.DataFrame) -> pl.DataFrame:
     frames = []
     for kind, pattern in _DESYNC.items():
         found = (
-            rows.select("line", "text", pl.col("text").str.extract_groups(pattern).alias("d"))
+            rows.select(FILE, "line", "text", pl.col("text").str.extract_groups(pattern).alias("d"))
             .unnest("d")
             .filter(pl.col("ranks").is_not_null())
         )
-        missing = pl.col("missing").cast(pl.Int64) if "missing" in found.columns else pl.lit(1)
-        done = pl.col("done").cast(pl.Int64) if "done" in found.columns else missing - 1
+        groups = re.compile(pattern).groupindex
+        missing = pl.col("missing").cast(pl.Int64) if "missing" in groups else pl.lit(1)
+        done = pl.col("done").cast(pl.Int64) if "done" in groups else missing - 1
         frames.append(
             found.select(
+                FILE,
                 pl.col("ranks").str.extract_all(r"\d+").alias("rank"),
                 pl.lit(kind).alias("kind"),
                 done.alias("done_seq"),
@@ -361,12 +396,13 @@ def _desync(rows: pl.DataFrame) -> pl.DataFrame:
             .explode("rank")
             .cast(_DESYNC_SCHEMA)
         )
-    return pl.concat(frames).sort("line", "rank")
+    return pl.concat(frames).sort(FILE, "line", "rank")
 
 
-def _errors(rows: pl.DataFrame, display: str) -> list[Evidence]:
+def _errors(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Error lines with their kind, the first of _ERRORS each matches."""
     kind = pl.lit(None, dtype=pl.Utf8)
     for name, pattern in reversed(_ERRORS):
         kind = pl.when(pl.col("text").str.contains(pattern)).then(pl.lit(name)).otherwise(kind)
-    hits = rows.select("line", "text", kind.alias("kind")).filter(pl.col("kind").is_not_null())
-    return [Evidence(display, line, text, name) for line, text, name in hits.rows()]
+    found = rows.select(FILE, "line", "text", kind.alias("kind"))
+    return found.filter(pl.col("kind").is_not_null())

@@ -169,9 +169,17 @@ VERSIONS = Rule(
 )
 
 
+# Variables that name the process or its own interface, and so differ by design.
+PER_PROCESS_ENV = frozenset({"NCCL_HOSTID", "NCCL_COMM_ID", "NCCL_SOCKET_IFNAME"})
+
+
 def _env(ctx: Context) -> Iterable[Finding]:
     env = _facts(ctx, "env")
-    differ = _differs(ctx, "env", "var", "value")
+    differ = {
+        var: values
+        for var, values in _differs(ctx, "env", "var", "value").items()
+        if var not in PER_PROCESS_ENV
+    }
     if env.is_empty() or not differ:
         return
     parts = [f"{var} = {' / '.join(map(str, v))}" for var, v in differ.items()]

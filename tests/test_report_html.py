@@ -507,22 +507,25 @@ def test_timeline_draws_every_rank_and_names_the_outliers() -> None:
 def test_observed_groups_and_traffic_render_when_present() -> None:
     doc = two_nodes()
     doc["groups"][0]["observed"] = [list(range(16))]
-    doc["groups"][0]["status"] = "match"
+    doc["groups"][0]["status"] = "matched"
     doc["groups"][1]["observed"] = {"comm": "<0x55>"}
-    doc["groups"][1]["status"] = "mismatch"
-    doc["traffic"] = {
-        "source": "trace <rank0.json>",
-        "matrix": [[0 if i == j else (i + j) * 1e6 for j in range(16)] for i in range(16)],
-        "groups": [{"kind": "tp", "index": 0, "bytes": 3.5e9, "time_us": 1234.5, "calls": 61}],
+    doc["groups"][1]["status"] = "differs"
+    doc["traffic"] = [
+        {"group_kind": "tp", "op": "all_reduce", "bytes": 3.5e9, "time_us": 1234.5, "calls": 61}
+    ]
+    doc["traffic_matrix"] = {
+        "method": "trace <rank0.json>",
+        "ranks": list(range(16)),
+        "bytes": [[0 if i == j else (i + j) * 1e6 for j in range(16)] for i in range(16)],
     }
     page = render_html(doc)
     parse(page)
-    assert "observed: match" in page and "<code>[0–15]</code>" in page
-    assert "observed: mismatch" in page and "{&#34;comm&#34;: &#34;&lt;0x55&gt;&#34;}" in page
+    assert "seen in the logs" in page and "<code>[0–15]</code>" in page
+    assert "logs differ" in page and "{&#34;comm&#34;: &#34;&lt;0x55&gt;&#34;}" in page
     assert "From trace &lt;rank0.json&gt;." in page
     assert page.count("fill-opacity=") == 16 * 15
-    assert "3.3 GB" in page and "1.2 ms" in page
-    assert "observed:" not in render_html(two_nodes())
+    assert "3.3 GB" in page and "1.2 ms" in page and "all_reduce" in page
+    assert "seen in the logs" not in render_html(two_nodes())
     assert 'id="traffic"' not in render_html(two_nodes())
 
 

@@ -1,0 +1,130 @@
+"""Print how fast `rankmap report` ingests a big log directory: time, MB/s and peak memory.
+
+Run: python benchmarks/bench_ingest.py [LOGDIR] [--ranks 1024] [--size-mb 2048] [--small].
+Without LOGDIR it first writes a job's logs with generate_sglang_logs.py (--ranks, every
+NCCL_DEBUG=INFO line of communicator init, serving lines up to --size-mb) into a temporary
+directory. The measured run is the whole `rankmap report` path, each stage timed:
+read_inputs (discover, parse every file on every core), analyse (assemble, join the
+communicators, run the rules), document, and render_html with the report written to a file.
+It runs in a fresh interpreter, so that generating the logs does not count: its peak
+resident memory and that of the largest worker process (resource.getrusage) are printed.
+`--small` (64 ranks, 96 MB, a few seconds) is what CI runs; every run checks that each file
+was parsed and, for generated logs, that the world came out at --ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diagnose.model import InputFile
+
+HERE = Path(__file__).resolve().parent
+GENERATOR = HERE / "generate_sglang_logs.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("logdir", nargs="?", type=Path, help="an existing log directory")
+    parser.add_argument("--ranks", type=int, default=1024, help="GPUs of the generated job")
+    parser.add_argument("--size-mb", type=float, default=2048.0, help="size of the generated logs")
+    parser.add_argument("--small", action="store_true", help="64 ranks, 96 MB (CI)")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.small:
+        args.ranks, args.size_mb = 64, 96.0
+    if args.measure:
+        return measure(args.logdir, args.ranks)
+    if args.logdir is not None:
+        return _measure_apart(args.logdir, None)
+    with tempfile.TemporaryDirectory(prefix="rankmap-bench-") as tmp:
+        logdir = Path(tmp) / "logs"
+        start = time.perf_counter()
+        command = [sys.executable, str(GENERATOR), str(logdir), "--ranks", str(args.ranks)]
+        command += ["--nccl-detail", "--size-mb", str(args.size_mb)]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        print(f"generated in {time.perf_counter() - start:.1f} s")
+        return _measure_apart(logdir, args.ranks)
+
+
+def _measure_apart(logdir: Path, ranks: int | None) -> int:
+    """Run `measure` in a fresh interpreter: peak memory counts only the report's work."""
+    command = [sys.executable, str(Path(__file__).resolve()), str(logdir), "--measure"]
+    command += ["--ranks", str(ranks or 0)]
+    return subprocess.run(command, check=False).returncode
+
+
+def measure(logdir: Path, ranks: int) -> int:
+    """Time `rankmap report LOGDIR` stage by stage in this process and print the figures;
+    1 when a file was not parsed or the world is not `ranks` (0: not checked)."""
+    start = time.perf_counter()
+    from diagnose.analyze import Options, analyse, read_inputs
+    from diagnose.report_html import render_html
+    from diagnose.result import document
+
+    imports = time.perf_counter() - start
+    stages: list[tuple[str, float]] = []
+
+    def stage(name: str, began: float) -> float:
+        now = time.perf_counter()
+        stages.append((name, now - began))
+        return now
+
+    began = time.perf_counter()
+    found = read_inputs(logdir)
+    now = stage("read_inputs", began)
+    analysis = analyse(found, Options(), "report")
+    analysis.logdir = str(logdir)
+    now = stage("analyse", now)
+    doc = document(analysis)
+    now = stage("document", now)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.html"
+        out.write_text(render_html(doc), encoding="utf-8")
+        html = out.stat().st_size
+    stage("render_html", now)
+    total = sum(took for _, took in stages)
+    size = sum(f.size for f in found.files)
+    print(
+        f"rankmap report {logdir}: {len(found.files)} files, {size / 1e6:.1f} MB, "
+        f"world {doc['world_size']}, report {html / 1e6:.1f} MB, {os.cpu_count()} cores"
+    )
+    print(f"  {'(imports)':<12} {imports:6.2f} s")
+    for name, took in stages:
+        print(f"  {name:<12} {took:6.2f} s  {100 * took / total:3.0f} %")
+    print(f"  {'total':<12} {total:6.2f} s  {size / 1e6 / total:.0f} MB/s")
+    main_mb, worker_mb = _peak_mb(resource.RUSAGE_SELF), _peak_mb(resource.RUSAGE_CHILDREN)
+    workers = min(os.cpu_count() or 1, len(found.files)) if worker_mb else 0
+    print(
+        f"  peak RSS     {main_mb:.0f} MB here, {worker_mb:.0f} MB the largest of {workers} "
+        f"workers: at most {main_mb + workers * worker_mb:.0f} MB together"
+    )
+    return _check(found.files, doc, ranks)
+
+
+def _peak_mb(who: int) -> float:
+    """Peak resident memory of this process or of its largest finished child, in MB."""
+    peak = resource.getrusage(who).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs kB
+
+
+def _check(files: list[InputFile], doc: dict[str, Any], ranks: int) -> int:
+    """A fast run that misread the logs proves nothing: 1 (and why) when it did."""
+    bad = [f"{f.path}: {f.status} ({f.reason})" for f in files if f.status != "parsed"]
+    if ranks and doc["world_size"] != ranks:
+        bad.append(f"world of {doc['world_size']} ranks, expected {ranks}")
+    for line in bad:
+        print(f"  FAILED {line}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
