@@ -8,8 +8,10 @@ report them instead of silently picking one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from typing import Any
 
 import polars as pl
@@ -69,18 +71,23 @@ def _command_evidence(cmd: LaunchCommand, name: str) -> Evidence:
     return Evidence(cmd.file or "command line", cmd.line, clip_around(cmd.text, flag), "launch")
 
 
+EvidenceMaker = Callable[[], Evidence | None]
+
+
 def _sources(
     logs: list[EngineLog], commands: list[LaunchCommand]
-) -> Iterable[tuple[str, Any, Param, Evidence]]:
-    """(name, value, param, evidence) of every value any input gives, lowest priority first."""
+) -> Iterable[tuple[str, Any, Param, EvidenceMaker]]:
+    """(name, value, param, evidence maker) of every value any input gives, lowest priority
+    first. Evidence is made only for the few sources shown: a directory of 128 dumps holds
+    some 40 000 values, and cutting each one's line to size is most of the assembly's time."""
     for cmd in commands:
         for name, p in cmd.params.items():
-            yield name, p.value, p, _command_evidence(cmd, name)
+            yield name, p.value, p, partial(_command_evidence, cmd, name)
     for log in logs:
+        if log.config_line is None:
+            continue
         for name, p in log.config.items():
-            ev = _dump_evidence(log, name)
-            if ev is not None:
-                yield name, p.value, p, ev
+            yield name, p.value, p, partial(_dump_evidence, log, name)
 
 
 def assemble(
@@ -96,17 +103,20 @@ def assemble(
     """
     out = Assembled()
     all_commands = [c for log in logs for c in log.commands] + list(commands or [])
-    seen: dict[str, list[tuple[Any, Evidence]]] = {}
-    for name, value, param, ev in _sources(logs, all_commands):
+    seen: dict[str, list[tuple[Any, EvidenceMaker]]] = {}
+    makers: dict[str, list[EvidenceMaker]] = {}
+    for name, value, param, make in _sources(logs, all_commands):
         out.params[name] = param
-        out.param_evidence.setdefault(name, []).append(ev)
+        makers.setdefault(name, []).append(make)
         if name in compared:
-            seen.setdefault(name, []).append((value, ev))
+            seen.setdefault(name, []).append((value, make))
     for name, values in seen.items():
         if len({repr(v) for v, _ in values}) > 1:
-            out.conflicts.append((name, values))
-    for name, evs in out.param_evidence.items():
-        out.param_evidence[name] = list(reversed(evs))[:3]  # the winning source first
+            shown = [(v, make()) for v, make in values[:8]]
+            out.conflicts.append((name, [(v, e) for v, e in shown if e is not None]))
+    for name, found in makers.items():
+        made = (make() for make in reversed(found))  # the winning source first
+        out.param_evidence[name] = list(islice((e for e in made if e is not None), 3))
     _rewrites_from_warnings(out, [e for log in logs for e in log.events if e.kind == "rewrite"])
     out.version = next((log.version for log in logs if log.version), None)
     for log in logs:
