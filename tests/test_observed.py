@@ -57,8 +57,9 @@ def test_watchdog_timeout_names_the_rank_that_never_joined(tmp_path: Path):
     assert hang["group_kind"] == "TENSOR_MODEL_PARALLEL_GROUP"
     assert (hang["op"], hang["seq"]) == ("ALLREDUCE", 4)
     assert hang["ranks"] == [2, 3] and hang["stuck_ranks"] == [3] and hang["waiting_ranks"] == [2]
-    assert "rank 3 of TENSOR_MODEL_PARALLEL_GROUP group [2, 3] never joined ALLREDUCE #4" in (
-        hang["verdict"]
+    assert (
+        "rank 3 of TENSOR_MODEL_PARALLEL_GROUP group [2, 3] never joined ALLREDUCE #4"
+        in (hang["verdict"])
     )
     assert "RM130" in {f["rule"] for f in doc["findings"]}
 
