@@ -201,7 +201,6 @@ def node_log(job: Job, node: int, nccl_detail: bool = False) -> str:
     host, gpn = _host(node), job.gpus_per_node
     ranks = range(node * gpn, (node + 1) * gpn)
     hang = bool(job.missing)
-    tp_nodes = max(job.tp // gpn, 1)
     out = [f"[ubuntu@{host} ~]$ {job.command(node)}"]
     out.append(f"[{_ts(0)}] server_args={job.server_args(node)}")
     if job.dp > 1:
@@ -225,7 +224,43 @@ def node_log(job: Job, node: int, nccl_detail: bool = False) -> str:
                 out.append(f"[{_ts(begin[r] + 2)}{job.prefix(r)}] sglang is using nccl==2.27.5")
         out += _interleaved([_torch_lines(job, r, begin[r]) for r in started])
         out += _interleaved([_nccl_lines(job, r, hang) for r in started])
-    for r in [] if nccl_detail else started:
+    else:
+        out += _brief_nccl_lines(job, node, started, begin)
+    if hang:
+        return "\n".join(out) + "\n"
+    joined = 9 + 0.8 + max(job.late.values(), default=0.0) + 3  # after the last rank began
+    for r in started:
+        out.append(
+            f"[{_ts(joined + (r % gpn) * 0.1)}{job.prefix(r)}] Init torch distributed ends. "
+            f"elapsed={joined - begin[r]:.2f} s, mem usage=1.08 GB"
+        )
+    for r in started:
+        out.append(f"[{_ts(joined + 1)}{job.prefix(r)}] Load weight begin. avail mem=138.27 GB")
+    for r in started:
+        out.append(
+            f"[{_ts(joined + 60)}{job.prefix(r)}] Load weight end. elapsed=59.20 s, "
+            "type=DeepseekV3ForCausalLM, dtype=torch.bfloat16, avail mem=50.93 GB, "
+            "mem usage=87.36 GB."
+        )
+        out.append(f"[{_ts(joined + 62)}{job.prefix(r)}] KV Cache is allocated. #tokens: 393216")
+        out.append(
+            f"[{_ts(joined + 110)}{job.prefix(r)}] Capture cuda graph end. Time elapsed: 47.75 s. "
+            "mem usage=2.18 GB. avail mem=22.55 GB."
+        )
+    if node == 0:
+        out.append(f"[{_ts(joined + 112)}] INFO:     Application startup complete.")
+        out.append(f"[{_ts(joined + 114)}] The server is fired up and ready to roll!")
+    return "\n".join(out) + "\n"
+
+
+def _brief_nccl_lines(
+    job: Job, node: int, started: list[int], begin: dict[int, float]
+) -> list[str]:
+    """A handful of NCCL lines per rank: enough for the hosts and the TP communicator."""
+    host, gpn, hang = _host(node), job.gpus_per_node, bool(job.missing)
+    tp_nodes = max(job.tp // gpn, 1)
+    out: list[str] = []
+    for r in started:
         gpu, pid = r % gpn, 2918431 + r % gpn
         who = f"{host}:{pid}:{pid} [{gpu}] NCCL INFO"
         if gpu == 0:
@@ -257,31 +292,7 @@ def node_log(job: Job, node: int, nccl_detail: bool = False) -> str:
                 f"{gpu} nvmlDev {gpu} busId {_bus(gpu)} commId {_tp_comm_id(r, job)} "
                 "- Init COMPLETE"
             )
-    if hang:
-        return "\n".join(out) + "\n"
-    joined = 9 + 0.8 + max(job.late.values(), default=0.0) + 3  # after the last rank began
-    for r in started:
-        out.append(
-            f"[{_ts(joined + (r % gpn) * 0.1)}{job.prefix(r)}] Init torch distributed ends. "
-            f"elapsed={joined - begin[r]:.2f} s, mem usage=1.08 GB"
-        )
-    for r in started:
-        out.append(f"[{_ts(joined + 1)}{job.prefix(r)}] Load weight begin. avail mem=138.27 GB")
-    for r in started:
-        out.append(
-            f"[{_ts(joined + 60)}{job.prefix(r)}] Load weight end. elapsed=59.20 s, "
-            "type=DeepseekV3ForCausalLM, dtype=torch.bfloat16, avail mem=50.93 GB, "
-            "mem usage=87.36 GB."
-        )
-        out.append(f"[{_ts(joined + 62)}{job.prefix(r)}] KV Cache is allocated. #tokens: 393216")
-        out.append(
-            f"[{_ts(joined + 110)}{job.prefix(r)}] Capture cuda graph end. Time elapsed: 47.75 s. "
-            "mem usage=2.18 GB. avail mem=22.55 GB."
-        )
-    if node == 0:
-        out.append(f"[{_ts(joined + 112)}] INFO:     Application startup complete.")
-        out.append(f"[{_ts(joined + 114)}] The server is fired up and ready to roll!")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _bus(gpu: int) -> str:

@@ -57,10 +57,11 @@ PER_NODE_PARAMS = frozenset(
 BATCH_BYTES = 256 * 2**20
 BATCH_FILES = 64
 # Directories whose parsing costs at least this much (bytes, plus FILE_COST_BYTES per file
-# for the fixed part) are parsed by one worker process per core: starting a worker (a fresh
-# interpreter importing polars and the engines) takes about half a second.
-PARALLEL_BYTES = 64 * 2**20
-FILE_COST_BYTES = 256 * 2**10
+# for the fixed part) are parsed by one single-threaded worker process per core, at about
+# twice the rate of polars' own threads in this process; but starting the workers (fresh
+# interpreters importing polars and the engines) takes most of a second.
+PARALLEL_BYTES = 256 * 2**20
+FILE_COST_BYTES = 2 * 2**20
 # Reading this much takes seconds: enough to deserve a progress bar on a terminal.
 PROGRESS_BYTES = 512 * 2**20
 # Prefix columns that are not coordinates: the first line of each coordinate combination (and

@@ -11,8 +11,10 @@ Logs can be large (a serving node prints a `Decode batch.` line every few second
 so every per-line test is a polars string expression over a frame of all lines; Python only
 loops over the handful of rows that matched. Only the scheduler prefixes are on most lines:
 every other fact is looked for on the few lines holding one of its literal words (one
-multi-literal scan), and prefixes in SGLang's own layout are split with string slices and
-checked once per distinct value instead of running a regex per line.
+multi-literal scan), and a prefix in SGLang's own layout is recognised by one anchored scan
+and cut with string slices, its tokens read once per distinct value. Parsing comes in two
+steps, scan_sglang_log (what needs every line of a file) and sglang_logs (the facts, for a
+batch of scanned files at once), so that a directory costs few polars calls per file.
 """
 
 from __future__ import annotations
@@ -186,8 +188,8 @@ def scan_sglang_log(
     rare = body.filter(rare_lines(text)) if candidates is None else candidates
     triggers = rare.filter(text.str.contains(TRIGGER))["line"].to_list()
     lines = _unknown_lines(body) if distinct_prefixes else body
-    marked = lines.lazy().with_columns(text.str.contains(_LED).alias("led"))
-    (marked,) = collect_all(marked)
+    # Marked once: both kinds of prefix lines are picked by the mark.
+    (marked,) = collect_all(lines.lazy().with_columns(text.str.contains(_LED).alias("led")))
     (prefixes,) = collect_all(_prefix_rows(marked.lazy(), distinct_prefixes))
     return SGLangScan(display, prefixes, _commands(body, triggers, display), rare)
 
