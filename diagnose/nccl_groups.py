@@ -81,10 +81,7 @@ def view(facts: list[NcclFacts], world: int | None) -> NcclView:
         return NcclView([], [], {}, pl.DataFrame(), pl.DataFrame(), _frames(facts, "warns"))
     comms = _keyed(comms)
     rank_of = _rank_of(comms, world)
-    groups, keys = [], []
-    for key, rows in comms.group_by("key", maintain_order=True):
-        groups.append(_group(rows, rank_of))
-        keys.append(str(key[0]))
+    groups, keys = _groups(comms, rank_of)
     return NcclView(
         groups,
         keys,
@@ -95,23 +92,53 @@ def view(facts: list[NcclFacts], world: int | None) -> NcclView:
     )
 
 
-def _group(rows: pl.DataFrame, rank_of: dict[tuple[str, int], int]) -> ObservedGroup:
-    members = rows.unique("rank", keep="first").sort("rank")
-    globals_ = [rank_of.get((h, int(p))) for h, p in members.select("host", "pid").iter_rows()]
-    first = rows.sort("line").row(0, named=True)
-    size = int(rows["nranks"].max())
-    nnodes = rows["nnodes"].max()
-    return ObservedGroup(
-        source="nccl",
-        size=size,
-        ranks=None if None in globals_ else [int(g) for g in globals_],
-        name=first["key"],
-        hosts=rows["host"].unique(maintain_order=True).to_list(),
-        nnodes=int(nnodes) if nnodes is not None else None,
-        members_seen=members.height,
-        complete=bool(rows["init_complete_line"].is_not_null().all()),
-        evidence=[Evidence(first["file"], first["line"], first["text"], "nccl")],
+def _groups(
+    comms: pl.DataFrame, rank_of: dict[tuple[str, int], int]
+) -> tuple[list[ObservedGroup], list[str]]:
+    """One ObservedGroup per communicator key, aggregated in polars (jobs have thousands)."""
+    table = pl.DataFrame(
+        [(h, p, r) for (h, p), r in rank_of.items()],
+        schema={"host": pl.Utf8, "pid": pl.Int64, "global": pl.Int64},
+        orient="row",
     )
+    rows = comms.sort("line").join(table, on=["host", "pid"], how="left")
+    members = (
+        rows.unique(["key", "rank"], keep="first")
+        .sort("key", "rank")
+        .group_by("key")
+        .agg(pl.col("global"), pl.len().alias("seen"))
+    )
+    summary = (
+        rows.group_by("key", maintain_order=True)
+        .agg(
+            pl.col("nranks").max().alias("size"),
+            pl.col("nnodes").max(),
+            pl.col("host").unique(maintain_order=True).alias("hosts"),
+            pl.col("init_complete_line").is_not_null().all().alias("complete"),
+            pl.col("file").first(),
+            pl.col("line").first(),
+            pl.col("text").first(),
+        )
+        .join(members, on="key", how="left", maintain_order="left")
+    )
+    groups, keys = [], []
+    for r in summary.iter_rows(named=True):
+        ranks = r["global"]
+        groups.append(
+            ObservedGroup(
+                source="nccl",
+                size=int(r["size"]),
+                ranks=None if ranks is None or None in ranks else [int(g) for g in ranks],
+                name=r["key"],
+                hosts=r["hosts"],
+                nnodes=int(r["nnodes"]) if r["nnodes"] is not None else None,
+                members_seen=int(r["seen"]),
+                complete=bool(r["complete"]),
+                evidence=[Evidence(r["file"], r["line"], r["text"], "nccl")],
+            )
+        )
+        keys.append(str(r["key"]))
+    return groups, keys
 
 
 def _links(
