@@ -10,6 +10,7 @@ group, or SGLang's TP group when tp is the whole world), whose rank is the globa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -32,7 +33,8 @@ class NcclView:
     warns: pl.DataFrame  # host, pid, line, text, file
 
 
-def _frames(facts: list[NcclFacts], name: str) -> pl.DataFrame:
+def fact_frame(facts: list[Any], name: str) -> pl.DataFrame:
+    """One fact frame of every file (NCCL or PyTorch facts), with a `file` column."""
     parts = [getattr(f, name).with_columns(file=pl.lit(f.path)) for f in facts]
     parts = [p for p in parts if not p.is_empty()]
     return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
@@ -76,9 +78,9 @@ def _rank_of(comms: pl.DataFrame, world: int | None) -> dict[tuple[str, int], in
 
 
 def view(facts: list[NcclFacts], world: int | None) -> NcclView:
-    comms = _frames(facts, "comms")
+    comms = fact_frame(facts, "comms")
     if comms.is_empty():
-        return NcclView([], [], {}, pl.DataFrame(), pl.DataFrame(), _frames(facts, "warns"))
+        return NcclView([], [], {}, pl.DataFrame(), pl.DataFrame(), fact_frame(facts, "warns"))
     comms = _keyed(comms)
     rank_of = _rank_of(comms, world)
     groups, keys = _groups(comms, rank_of)
@@ -86,9 +88,9 @@ def view(facts: list[NcclFacts], world: int | None) -> NcclView:
         groups,
         keys,
         rank_of,
-        _links(_frames(facts, "links"), comms, rank_of),
-        _collectives(_frames(facts, "collectives"), comms),
-        _frames(facts, "warns"),
+        _links(fact_frame(facts, "links"), comms, rank_of),
+        _collectives(fact_frame(facts, "collectives"), comms),
+        fact_frame(facts, "warns"),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+
 from diagnose import hang, nccl_groups, traffic, watchdog
 from diagnose.classify import kind_resolver, merge_observed
 from diagnose.model import Layout
@@ -29,6 +31,14 @@ class Observation:
     recon: Reconciliation | None
     hangs: list[dict[str, Any]] = field(default_factory=list)
     traffic: dict[str, Any] | None = None
+    _frames: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)
+
+    def nccl_frame(self, name: str) -> pl.DataFrame:
+        """One NCCL fact frame (`comms`, `links`, `env`, …) of every file, with a `file`
+        column; made once, since several rules read the same ones."""
+        if name not in self._frames:
+            self._frames[name] = nccl_groups.fact_frame(self.nccl_facts, name)
+        return self._frames[name]
 
     def kinds_of_nccl(self) -> list[list[str]]:
         """The expected kinds each NCCL communicator confirmed (same order as nccl.groups)."""

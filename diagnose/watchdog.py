@@ -13,21 +13,15 @@ from typing import Any
 import polars as pl
 
 from diagnose.model import Evidence
-from diagnose.nccl_groups import NcclView
+from diagnose.nccl_groups import NcclView, fact_frame
 from diagnose.observed import ObservedGroup
 from parsers.torch_dist_log import TorchDistFacts
-
-
-def _frames(facts: list[Any], name: str) -> pl.DataFrame:
-    parts = [getattr(f, name).with_columns(file=pl.lit(f.path)) for f in facts]
-    parts = [p for p in parts if not p.is_empty()]
-    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
 
 
 def torch_groups(torch: list[TorchDistFacts]) -> list[ObservedGroup]:
     """Process groups from ProcessGroupNCCL lines: one per PG name, members = the global
     ranks whose logs name it (group order unknown, so sorted)."""
-    pgs = _frames(torch, "pgs")
+    pgs = fact_frame(torch, "pgs")
     if pgs.is_empty():
         return []
     out = []
@@ -53,7 +47,7 @@ def torch_hangs(
     torch: list[TorchDistFacts], groups: list[ObservedGroup], kind_of: dict[str, str]
 ) -> list[dict[str, Any]]:
     """One hang per (process group, sequence) a watchdog timed out on."""
-    works = _frames(torch, "works")
+    works = fact_frame(torch, "works")
     if works.is_empty():
         return []
     works = works.drop_nulls(["global_rank", "seq"])

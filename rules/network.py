@@ -12,12 +12,7 @@ from rules.base import Context, Rule
 
 
 def _facts(ctx: Context, name: str) -> pl.DataFrame:
-    obs = ctx.observation
-    if obs is None:
-        return pl.DataFrame()
-    parts = [getattr(f, name).with_columns(file=pl.lit(f.path)) for f in obs.nccl_facts]
-    parts = [p for p in parts if not p.is_empty()]
-    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+    return ctx.observation.nccl_frame(name) if ctx.observation else pl.DataFrame()
 
 
 def _evidence(rows: pl.DataFrame, limit: int = 4) -> list[Evidence]:
