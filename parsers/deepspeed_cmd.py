@@ -26,13 +26,15 @@ from typing import Any
 
 from diagnose.model import Param, Source
 from parsers.launch_cmd import (
-    _LINE_BREAK,
+    ASSIGNMENT,
+    LINE_BREAK,
+    PYTHON,
     WRAPPERS,
     LaunchCommand,
     LaunchError,
-    _clip,
-    _cut_at_shell_operator,
-    _split_shell,
+    clip,
+    cut_at_shell_operator,
+    split_shell,
 )
 
 # deepspeed runner options -> (param, type); `bool` options take no value.
@@ -110,8 +112,6 @@ DS_CONFIG_KEYS = re.compile(
     r'|gradient_accumulation_steps)"\s*:'
 )
 TRIGGER = r"\bdeepspeed(?:\.launcher\.(?:launch|runner))?\b\s+\S|--deepspeed_config"
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
-_PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")
 _ENTRY_MODULES = {
     "deepspeed.launcher.runner": "runner",
     "deepspeed.launcher.launch": "launch",
@@ -128,12 +128,12 @@ def parse_command(
 ) -> LaunchCommand:
     """Parse one DeepSpeed launch; its --deepspeed_config file is read if it exists."""
     if isinstance(command, str):
-        text = " ".join(p.strip() for p in _LINE_BREAK.split(command) if p.strip())
-        tokens = _split_shell(text)
+        text = " ".join(p.strip() for p in LINE_BREAK.split(command) if p.strip())
+        tokens = split_shell(text)
     else:
         tokens = list(command)
         text = shlex.join(tokens)
-    argv = _cut_at_shell_operator(tokens)
+    argv = cut_at_shell_operator(tokens)
     source = Source("command line") if file is None else Source("file", file, line)
     env, kind, at = _entry_point(argv, text)
     flags = TORCHRUN_FLAGS if kind == "torchrun" else LAUNCHER_FLAGS
@@ -143,7 +143,7 @@ def parse_command(
         a.split("=")[0] in CONFIG_FLAGS for a in script_args
     )
     if kind == "torchrun" and not ds_args:
-        raise LaunchError(f"not a DeepSpeed launch command: {_clip(text)}")
+        raise LaunchError(f"not a DeepSpeed launch command: {clip(text)}")
     if script_args:
         params["user_script"] = Param("user_script", script_args[0], source)
     params.update(_script_flags(script_args[1:], source))
@@ -167,14 +167,14 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], str, int]:
     wrapped = False
     for i, token in enumerate(argv):
         name = PurePosixPath(token).name
-        assignment = _ASSIGNMENT.match(token)
+        assignment = ASSIGNMENT.match(token)
         if assignment and not wrapped:
             env[assignment.group(1)] = assignment.group(2)
         elif name == "deepspeed":
             return env, "runner", i + 1
         elif name == "torchrun":
             return env, "torchrun", i + 1
-        elif _PYTHON.match(name):
+        elif PYTHON.match(name):
             j = i + 1
             while j < len(argv) and argv[j].startswith("-") and argv[j] != "-m":
                 j += 1
@@ -185,7 +185,7 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], str, int]:
             break
         else:
             wrapped = True
-    raise LaunchError(f"not a DeepSpeed launch command: {_clip(text)}")
+    raise LaunchError(f"not a DeepSpeed launch command: {clip(text)}")
 
 
 def _typed(flag: str, raw: str, kind: type) -> Any:

@@ -33,7 +33,7 @@ from parsers.deepspeed_cmd import (
     parse_command,
     read_ds_config,
 )
-from parsers.launch_cmd import _PROMPT, LaunchCommand, LaunchError
+from parsers.launch_cmd import PROMPT, LaunchCommand, LaunchError
 
 _HEADER = "#@ "
 _VERSION = r"DeepSpeed info: version=([^,\s]+)"
@@ -294,7 +294,7 @@ def _commands(body: pl.DataFrame, display: str, base_dir: Path) -> list[LaunchCo
         try:
             out.append(
                 parse_command(
-                    _PROMPT.sub("", joined, count=1),
+                    PROMPT.sub("", joined, count=1),
                     file=display,
                     line=int(group["line"][0]),
                     base_dir=base_dir,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -100,16 +101,16 @@ WRAPPERS = frozenset(
     }
 )  # fmt: skip
 
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
-_PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")
-_PYTHON_OPTS_WITH_VALUE = frozenset({"-X", "-W"})
-_NEGATIVE_NUMBER = re.compile(r"^-\d+$")
+ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
+PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")
+PYTHON_OPTS_WITH_VALUE = frozenset({"-X", "-W"})
+NEGATIVE_NUMBER = re.compile(r"^-\d+$")
 _SHELL_OPERATOR = re.compile(r"^(?:[;&|]+|\d*>>?.*|<.*)$")
-_LINE_BREAK = re.compile(r"\\?\r?\n")
+LINE_BREAK = re.compile(r"\\?\r?\n")
 # A line matching this (Python and Rust regex syntax alike) may hold a launch command.
 TRIGGER = r"sglang\.launch_server|\bsglang\s+serve\b"
 _TRIGGER = re.compile(TRIGGER)
-_PROMPT = re.compile(
+PROMPT = re.compile(
     r"^\s*(?:\((?:[^()\s]+|\([^()\s]+\)\s*)\)\s*)*"  # (env) or ((env) ) markers
     r"(?:\[[^\]\s@]+@[^\]\s]+(?:\s[^\]]*)?\]\s?[$#]"  # [user@host dir]$
     r"|[\w.-]+@[\w.-]+:[^\s$#]*\s?[$#]"  # user@host:~/dir$
@@ -147,52 +148,59 @@ def parse_command(
     `> log`, `2>&1`) or comment, and `argv` leaves those out.
     """
     if isinstance(command, str):
-        text = " ".join(part.strip() for part in _LINE_BREAK.split(command) if part.strip())
-        tokens = _split_shell(text)
+        text = " ".join(part.strip() for part in LINE_BREAK.split(command) if part.strip())
+        tokens = split_shell(text)
     else:
         tokens = list(command)
         text = shlex.join(tokens)
-    argv = _cut_at_shell_operator(tokens)
+    argv = cut_at_shell_operator(tokens)
     env, args_at, positional_model = _entry_point(argv, text)
     source = Source("command line") if file is None else Source("file", file, line)
     params, unknown = _parse_flags(argv[args_at:], source, positional_model)
     return LaunchCommand(argv, env, params, unknown, text, file, line)
 
 
-def find_commands(lines: list[str], file: str) -> list[LaunchCommand]:
+def find_commands(
+    lines: list[str],
+    file: str,
+    trigger: re.Pattern[str] = _TRIGGER,
+    parse: Callable[..., LaunchCommand] | None = None,
+    glued: re.Pattern[str] = _GLUED_LABEL,
+) -> list[LaunchCommand]:
     """Every SGLang launch command in a log or shell script, in order of appearance.
 
     A line naming `sglang.launch_server` or `sglang serve` anchors a command; backslash
     continuations around it are joined, and a shell prompt or a glued `bash` label in
-    front is dropped. Anchored lines that do not parse are prose and are skipped.
+    front is dropped. Anchored lines that do not parse are prose and are skipped. Other
+    engines' parsers pass their own trigger, parser and glued-label pattern.
     """
     commands: list[LaunchCommand] = []
     consumed = -1
     for i, text in enumerate(lines):
-        if i <= consumed or not _TRIGGER.search(text):
+        if i <= consumed or not trigger.search(text):
             continue
         start = i
-        while start > consumed + 1 and _continues(lines[start - 1]):
+        while start > consumed + 1 and continues(lines[start - 1]):
             start -= 1
         end = i
-        while end + 1 < len(lines) and _continues(lines[end]):
+        while end + 1 < len(lines) and continues(lines[end]):
             end += 1
-        parts = [_strip_continuation(part) for part in lines[start : end + 1]]
-        parts[0] = _GLUED_LABEL.sub("", _PROMPT.sub("", parts[0], count=1), count=1)
+        parts = [strip_continuation(part) for part in lines[start : end + 1]]
+        parts[0] = glued.sub("", PROMPT.sub("", parts[0], count=1), count=1)
         joined = " ".join(part.strip() for part in parts if part.strip())
         try:
-            commands.append(parse_command(joined, file=file, line=start + 1))
+            commands.append((parse or parse_command)(joined, file=file, line=start + 1))
         except LaunchError:
             continue
         consumed = end
     return commands
 
 
-def _continues(text: str) -> bool:
+def continues(text: str) -> bool:
     return text.rstrip("\r\n").endswith("\\")
 
 
-def _strip_continuation(text: str) -> str:
+def strip_continuation(text: str) -> str:
     text = text.rstrip("\r\n")
     return text[:-1] if text.endswith("\\") else text
 
@@ -218,7 +226,7 @@ def _strip_comment(text: str) -> str:
     return text
 
 
-def _split_shell(text: str) -> list[str]:
+def split_shell(text: str) -> list[str]:
     """shlex words, with `;`, `&` and `|` split off even when glued to a word (`2;`)."""
     lexer = shlex.shlex(_strip_comment(text), posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
@@ -226,10 +234,10 @@ def _split_shell(text: str) -> list[str]:
     try:
         return list(lexer)
     except ValueError as exc:
-        raise LaunchError(f"cannot split command ({exc}): {_clip(text)}") from exc
+        raise LaunchError(f"cannot split command ({exc}): {clip(text)}") from exc
 
 
-def _cut_at_shell_operator(tokens: list[str]) -> list[str]:
+def cut_at_shell_operator(tokens: list[str]) -> list[str]:
     for i, token in enumerate(tokens):
         if _SHELL_OPERATOR.match(token):
             return tokens[:i]
@@ -246,11 +254,11 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], int, bool]
     env: dict[str, str] = {}
     wrapped = False
     for i, token in enumerate(argv):
-        assignment = _ASSIGNMENT.match(token)
+        assignment = ASSIGNMENT.match(token)
         name = PurePosixPath(token).name
         if assignment:
             env[assignment.group(1)] = assignment.group(2)
-        elif _PYTHON.match(name):
+        elif PYTHON.match(name):
             return env, _after_python_module(argv, i + 1, text), False
         elif name == "sglang" and i + 1 < len(argv) and argv[i + 1] == "serve":
             return env, i + 2, True
@@ -258,15 +266,15 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], int, bool]
             break
         else:
             wrapped = True
-    raise LaunchError(f"not an SGLang launch command: {_clip(text)}")
+    raise LaunchError(f"not an SGLang launch command: {clip(text)}")
 
 
 def _after_python_module(argv: list[str], i: int, text: str) -> int:
     """Index after `-m sglang.launch_server`, skipping interpreter options before it."""
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-m":
-        i += 2 if argv[i] in _PYTHON_OPTS_WITH_VALUE else 1
+        i += 2 if argv[i] in PYTHON_OPTS_WITH_VALUE else 1
     if argv[i : i + 2] != ["-m", "sglang.launch_server"]:
-        raise LaunchError(f"not an SGLang launch command: {_clip(text)}")
+        raise LaunchError(f"not an SGLang launch command: {clip(text)}")
     return i + 2
 
 
@@ -309,7 +317,7 @@ def _parse_flags(
         if equals:
             raw, i = inline, i + 1
         elif i + 1 < len(args) and (
-            not args[i + 1].startswith("-") or _NEGATIVE_NUMBER.match(args[i + 1])
+            not args[i + 1].startswith("-") or NEGATIVE_NUMBER.match(args[i + 1])
         ):
             raw, i = args[i + 1], i + 2
         else:
@@ -327,5 +335,5 @@ def _typed(flag: str, raw: str, kind: type) -> object:
     return raw
 
 
-def _clip(text: str, limit: int = 80) -> str:
+def clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."

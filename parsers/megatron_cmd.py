@@ -25,12 +25,16 @@ from typing import Any
 
 from diagnose.model import Param, Source
 from parsers.launch_cmd import (
-    _PROMPT,
+    ASSIGNMENT,
+    LINE_BREAK,
+    PROMPT,
+    PYTHON,
     WRAPPERS,
     LaunchCommand,
     LaunchError,
-    _cut_at_shell_operator,
-    _split_shell,
+    clip,
+    cut_at_shell_operator,
+    split_shell,
 )
 
 # Megatron flag -> (argument name, type); `bool` is store_true, `False` store_false,
@@ -125,10 +129,7 @@ INT_FIELDS = {name for name, kind in FLAGS.values() if kind is int} | {
 }  # fmt: skip
 BOOL_FIELDS = {name for name, kind in FLAGS.values() if kind is bool or kind is False}
 
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
-_PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")
 _MEGATRON_SCRIPT = re.compile(r"(?i)(?:^|/)(?:pretrain_\w+\.py|[\w-]*megatron[\w./-]*\.py)$")
-_LINE_BREAK = re.compile(r"\\?\r?\n")
 _HYDRA_ITEM = re.compile(r"^\+{0,2}(?P<key>(?:model|trainer)\.[\w.]+)=(?P<value>.*)$")
 # `bash -x` echoes each command behind `+ ` (one + per nesting level).
 _XTRACE = re.compile(r"^\s*\++\s+")
@@ -149,17 +150,17 @@ def parse_command(
     the registry tries the next engine; any other LaunchError is a bad value.
     """
     if isinstance(command, str):
-        text = " ".join(part.strip() for part in _LINE_BREAK.split(command) if part.strip())
-        tokens = _split_shell(text)
+        text = " ".join(part.strip() for part in LINE_BREAK.split(command) if part.strip())
+        tokens = split_shell(text)
     else:
         tokens = list(command)
         text = shlex.join(tokens)
-    argv = _cut_at_shell_operator(tokens)
+    argv = cut_at_shell_operator(tokens)
     source = Source("command line") if file is None else Source("file", file, line)
     env, launcher, script_at, kind = _entry(argv, text)
     swift = kind == "swift"
     if any(a.startswith("--deepspeed") for a in argv):
-        raise LaunchError(f"not a Megatron launch command (DeepSpeed flags): {_clip(text)}")
+        raise LaunchError(f"not a Megatron launch command (DeepSpeed flags): {clip(text)}")
     params: dict[str, Param] = {}
     for var, name in ENV_SIZES.items():
         if var in env and _launcher_reads(kind, var):
@@ -171,7 +172,7 @@ def parse_command(
     args = argv[script_at + (0 if swift else 1) :]
     megatron, unknown = _parse_flags(args, source, underscores=swift)
     if not (swift or _MEGATRON_SCRIPT.search(script) or _has_parallel_flag(megatron)):
-        raise LaunchError(f"not a Megatron launch command (script {script!r}): {_clip(text)}")
+        raise LaunchError(f"not a Megatron launch command (script {script!r}): {clip(text)}")
     params.update(megatron)
     return LaunchCommand(argv, env, params, unknown, text, file, line, engine="megatron")
 
@@ -194,20 +195,20 @@ def _entry(argv: list[str], text: str) -> tuple[dict[str, str], dict[str, str], 
     """
     env: dict[str, str] = {}
     for i, token in enumerate(argv):
-        assignment = _ASSIGNMENT.match(token)
+        assignment = ASSIGNMENT.match(token)
         name = PurePosixPath(token).name
         if assignment:
             env[assignment.group(1)] = assignment.group(2)
         elif name == "torchrun":
             options, at = _torchrun_options(argv, i + 1)
             return env, options, at, "torchrun"
-        elif _PYTHON.match(name):
+        elif PYTHON.match(name):
             return _after_python(argv, i + 1, env, text)
         elif name == "megatron" and i + 1 < len(argv) and argv[i + 1] in _SWIFT_SUBCOMMANDS:
             return env, {}, i + 2, "swift"
         elif not (name in WRAPPERS or "/" in token):
             break
-    raise LaunchError(f"not a Megatron launch command: {_clip(text)}")
+    raise LaunchError(f"not a Megatron launch command: {clip(text)}")
 
 
 def _after_python(
@@ -221,9 +222,9 @@ def _after_python(
         if module in ("torch.distributed.run", "torch.distributed.launch"):
             options, at = _torchrun_options(argv, i + 2)
             return env, options, at, "torchrun"
-        raise LaunchError(f"not a Megatron launch command (module {module!r}): {_clip(text)}")
+        raise LaunchError(f"not a Megatron launch command (module {module!r}): {clip(text)}")
     if i >= len(argv):
-        raise LaunchError(f"not a Megatron launch command: {_clip(text)}")
+        raise LaunchError(f"not a Megatron launch command: {clip(text)}")
     return env, {}, i, "python"
 
 
@@ -383,7 +384,7 @@ def find_commands(lines: list[str], file: str, numbers: list[int]) -> list[Launc
         while end + 1 < len(lines) and lines[end].rstrip().endswith("\\"):
             end += 1
         parts = [part.rstrip().removesuffix("\\") for part in lines[start : end + 1]]
-        parts[0] = _XTRACE.sub("", _PROMPT.sub("", parts[0], count=1), count=1)
+        parts[0] = _XTRACE.sub("", PROMPT.sub("", parts[0], count=1), count=1)
         joined = " ".join(part.strip() for part in parts if part.strip())
         try:
             found.append(parse_command(joined, file=file, line=numbers[start]))
@@ -391,7 +392,3 @@ def find_commands(lines: list[str], file: str, numbers: list[int]) -> list[Launc
             continue
         consumed = end
     return found
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -22,13 +22,15 @@ from typing import Any
 
 from diagnose.model import Param, Source
 from parsers.launch_cmd import (
-    _LINE_BREAK,
+    ASSIGNMENT,
+    LINE_BREAK,
+    PYTHON,
     WRAPPERS,
     LaunchCommand,
     LaunchError,
-    _clip,
-    _cut_at_shell_operator,
-    _split_shell,
+    clip,
+    cut_at_shell_operator,
+    split_shell,
 )
 
 # trtllm-serve options that shape the layout: option -> (Mapping field, type).
@@ -98,8 +100,6 @@ _MPIRUN = frozenset({"mpirun", "mpiexec", "orterun"})
 _MPI_NP = frozenset({"-n", "-np", "--np", "--n", "-c"})
 _MPI_PER_NODE = frozenset({"-N", "--npernode", "-npernode", "-ppn", "--ppn"})
 _PPR = re.compile(r"ppr:(\d+):node")
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.DOTALL)
-_PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")
 _FLOW_CP_TYPE = re.compile(r"cp_type\s*:\s*['\"]?(\w+)")
 _YAML_LINE = re.compile(r"^(\s*)([A-Za-z_][\w]*)\s*:\s*(.*?)\s*$")
 
@@ -116,12 +116,12 @@ def parse_command(
     else the current directory; a missing file is recorded, not fatal.
     """
     if isinstance(command, str):
-        text = " ".join(p.strip() for p in _LINE_BREAK.split(command) if p.strip())
-        tokens = _split_shell(text)
+        text = " ".join(p.strip() for p in LINE_BREAK.split(command) if p.strip())
+        tokens = split_shell(text)
     else:
         tokens = list(command)
         text = shlex.join(tokens)
-    argv = _cut_at_shell_operator(tokens)
+    argv = cut_at_shell_operator(tokens)
     source = Source("command line") if file is None else Source("file", file, line)
     env, mpi, kind, at = _entry_point(argv, text)
     if kind == "serve":
@@ -149,7 +149,7 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], dict[str, 
     while i < len(argv):
         token = argv[i]
         name = PurePosixPath(token).name
-        assignment = _ASSIGNMENT.match(token)
+        assignment = ASSIGNMENT.match(token)
         if assignment and not wrapped:
             env[assignment.group(1)] = assignment.group(2)
         elif name in _MPIRUN:
@@ -162,7 +162,7 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], dict[str, 
             return env, mpi, "serve", at
         elif name == "trtllm-build" or BUILD_SCRIPTS.search(token):
             return env, mpi, "build", i + 1
-        elif _PYTHON.match(name):
+        elif PYTHON.match(name):
             found = _after_python(argv, i + 1)
             if found is not None:
                 return env, mpi, found[0], found[1]
@@ -172,7 +172,7 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], dict[str, 
         elif not wrapped:
             break
         i += 1
-    raise LaunchError(f"not a TensorRT-LLM launch command: {_clip(text)}")
+    raise LaunchError(f"not a TensorRT-LLM launch command: {clip(text)}")
 
 
 def _after_python(argv: list[str], i: int) -> tuple[str, int] | None:

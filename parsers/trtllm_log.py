@@ -23,7 +23,7 @@ import polars as pl
 
 from diagnose.model import Evidence, Param, Source
 from parsers import sglang_log
-from parsers.launch_cmd import _PROMPT, LaunchCommand, LaunchError
+from parsers.launch_cmd import PROMPT, LaunchCommand, LaunchError
 from parsers.trtllm_cmd import LLM_ARGS, TRIGGER, parse_command, yaml_scalar
 
 _HEADER = "#@ "
@@ -229,7 +229,7 @@ def _commands(body: pl.DataFrame, display: str, base_dir: Path) -> list[LaunchCo
         joined = " ".join(t.rstrip("\\").strip() for t in group["text"].to_list())
         try:
             command = parse_command(
-                _PROMPT.sub("", joined, count=1), file=display, line=first, base_dir=base_dir
+                PROMPT.sub("", joined, count=1), file=display, line=first, base_dir=base_dir
             )
         except LaunchError:
             continue

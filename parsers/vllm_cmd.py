@@ -17,21 +17,19 @@ import shlex
 from pathlib import PurePosixPath
 
 from diagnose.model import Param, Source
+from parsers import launch_cmd
 from parsers.launch_cmd import (
-    _ASSIGNMENT,
-    _LINE_BREAK,
-    _NEGATIVE_NUMBER,
-    _PROMPT,
-    _PYTHON,
-    _PYTHON_OPTS_WITH_VALUE,
+    ASSIGNMENT,
+    LINE_BREAK,
+    NEGATIVE_NUMBER,
+    PYTHON,
+    PYTHON_OPTS_WITH_VALUE,
     WRAPPERS,
     LaunchCommand,
     LaunchError,
-    _clip,
-    _continues,
-    _cut_at_shell_operator,
-    _split_shell,
-    _strip_continuation,
+    clip,
+    cut_at_shell_operator,
+    split_shell,
 )
 
 # flag -> (field, type); `bool` flags take no value.
@@ -113,12 +111,12 @@ def parse_command(
 ) -> LaunchCommand:
     """Parse one vLLM launch command given as shell text or as an argv list."""
     if isinstance(command, str):
-        text = " ".join(part.strip() for part in _LINE_BREAK.split(command) if part.strip())
-        tokens = _split_shell(text)
+        text = " ".join(part.strip() for part in LINE_BREAK.split(command) if part.strip())
+        tokens = split_shell(text)
     else:
         tokens = list(command)
         text = shlex.join(tokens)
-    argv = _cut_at_shell_operator(tokens)
+    argv = cut_at_shell_operator(tokens)
     env, args_at, positional = _entry_point(argv, text)
     source = Source("command line") if file is None else Source("file", file, line)
     params, unknown = _parse_flags(argv[args_at:], source, positional)
@@ -131,26 +129,7 @@ def parse_command(
 def find_commands(lines: list[str], file: str) -> list[LaunchCommand]:
     """Every vLLM launch command in a log or script; anchored lines that do not parse are
     prose and are skipped. Backslash continuations are joined, prompts dropped."""
-    commands: list[LaunchCommand] = []
-    consumed = -1
-    for i, text in enumerate(lines):
-        if i <= consumed or not _TRIGGER.search(text):
-            continue
-        start = i
-        while start > consumed + 1 and _continues(lines[start - 1]):
-            start -= 1
-        end = i
-        while end + 1 < len(lines) and _continues(lines[end]):
-            end += 1
-        parts = [_strip_continuation(part) for part in lines[start : end + 1]]
-        parts[0] = _GLUED_LABEL.sub("", _PROMPT.sub("", parts[0], count=1), count=1)
-        joined = " ".join(part.strip() for part in parts if part.strip())
-        try:
-            commands.append(parse_command(joined, file=file, line=start + 1))
-        except LaunchError:
-            continue
-        consumed = end
-    return commands
+    return launch_cmd.find_commands(lines, file, _TRIGGER, parse_command, _GLUED_LABEL)
 
 
 def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], int, bool]:
@@ -159,11 +138,11 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], int, bool]
     env: dict[str, str] = {}
     wrapped = False
     for i, token in enumerate(argv):
-        assignment = _ASSIGNMENT.match(token)
+        assignment = ASSIGNMENT.match(token)
         name = PurePosixPath(token).name
         if assignment:
             env[assignment.group(1)] = assignment.group(2)
-        elif _PYTHON.match(name):
+        elif PYTHON.match(name):
             return env, *_after_python_module(argv, i + 1, text)
         elif name == "vllm" and i + 1 < len(argv) and argv[i + 1] == "serve":
             return env, i + 2, True
@@ -171,18 +150,18 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], int, bool]
             break
         else:
             wrapped = True
-    raise LaunchError(f"not a vLLM launch command: {_clip(text)}")
+    raise LaunchError(f"not a vLLM launch command: {clip(text)}")
 
 
 def _after_python_module(argv: list[str], i: int, text: str) -> tuple[int, bool]:
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-m":
-        i += 2 if argv[i] in _PYTHON_OPTS_WITH_VALUE else 1
+        i += 2 if argv[i] in PYTHON_OPTS_WITH_VALUE else 1
     module = argv[i + 1] if argv[i : i + 1] == ["-m"] and i + 1 < len(argv) else ""
     if module in MODULES:
         return i + 2, False
     if module == "vllm.entrypoints.cli.main" and argv[i + 2 : i + 3] == ["serve"]:
         return i + 3, True
-    raise LaunchError(f"not a vLLM launch command: {_clip(text)}")
+    raise LaunchError(f"not a vLLM launch command: {clip(text)}")
 
 
 def _normalise(flag: str) -> str:
@@ -242,7 +221,7 @@ def _value(args: list[str], i: int, flag: str, equals: str, inline: str) -> tupl
     if equals:
         return inline, i + 1
     if i + 1 < len(args) and (
-        not args[i + 1].startswith("-") or _NEGATIVE_NUMBER.match(args[i + 1])
+        not args[i + 1].startswith("-") or NEGATIVE_NUMBER.match(args[i + 1])
     ):
         return args[i + 1], i + 2
     raise LaunchError(f"{flag} expects a value")
