@@ -122,7 +122,7 @@ def parse_deepspeed_log(path: Path, display: str) -> DeepSpeedLog:
         prefixes=_prefixes(body),
         events=_events(body, display),
         hosts=_hosts(body),
-        nccl_comms=sglang_log._nccl_comms(body),
+        nccl_comms=sglang_log.nccl_comm_rows(body),
     )
 
 
@@ -260,7 +260,7 @@ def _events(body: pl.DataFrame, display: str) -> list[Evidence]:
     own = [
         Evidence(display, line, text.strip(), "ds_expert_group") for line, text, *_ in groups.rows()
     ]
-    return sorted(own + sglang_log._events(body, display), key=lambda e: e.line or 0)
+    return sorted(own + sglang_log.log_events(body, display), key=lambda e: e.line or 0)
 
 
 def _hosts(body: pl.DataFrame) -> pl.DataFrame:
@@ -272,7 +272,9 @@ def _hosts(body: pl.DataFrame) -> pl.DataFrame:
         pl.col("g1").alias("ip"),
         pl.lit("launcher").alias("kind"),
     )
-    return pl.concat([sglang_log._hosts(body, empty), launcher]).sort("line", maintain_order=True)
+    return pl.concat([sglang_log.host_sightings(body, empty), launcher]).sort(
+        "line", maintain_order=True
+    )
 
 
 def _commands(body: pl.DataFrame, display: str, base_dir: Path) -> list[LaunchCommand]:

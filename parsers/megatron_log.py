@@ -26,7 +26,7 @@ from diagnose.engines.megatron import DEFAULTS
 from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
 from parsers.megatron_cmd import TRIGGER, find_commands
-from parsers.sglang_log import _hosts, _nccl_comms, _read_lines
+from parsers.sglang_log import host_sightings, nccl_comm_rows, read_log_lines
 
 SNIFF_BYTES = 64 * 1024
 _HEADER = "#@ "
@@ -111,7 +111,7 @@ def parse_megatron_log(path: Path, display: str) -> MegatronLog:
 
     Raises OSError when the file cannot be read; undecodable bytes are replaced.
     """
-    lines = _read_lines(path)
+    lines = read_log_lines(path)
     frame = pl.DataFrame(
         {"line": pl.int_range(1, len(lines) + 1, eager=True, dtype=pl.Int64), "text": lines},
         schema={"line": pl.Int64, "text": pl.Utf8},
@@ -129,8 +129,8 @@ def parse_megatron_log(path: Path, display: str) -> MegatronLog:
         commands=commands,
         prefixes=_prefixes(frame),
         events=_events(frame, display),
-        hosts=_hosts(body, _configured(commands)),
-        nccl_comms=_nccl_comms(body),
+        hosts=host_sightings(body, _configured(commands)),
+        nccl_comms=nccl_comm_rows(body),
     )
 
 

@@ -239,7 +239,7 @@ def rare_lines(text: pl.Expr, *others: str) -> pl.Expr:
     return text.str.contains("|".join([_RARE, *others])) | text.str.contains("@", literal=True)
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_log_lines(path: Path) -> list[str]:
     lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -383,7 +383,7 @@ def _ranks(tokens: pl.Expr) -> list[pl.Expr]:
     ]
 
 
-def _events(body: pl.DataFrame, display: str) -> list[Evidence]:
+def log_events(body: pl.DataFrame, display: str) -> list[Evidence]:
     return _evidence(split(collect_all(_event_rows(tagged([body])))[0], 1)[0], display)
 
 
@@ -400,7 +400,7 @@ def _evidence(hits: pl.DataFrame, display: str) -> list[Evidence]:
     return [Evidence(display, line, text.strip(), name) for line, text, name in hits.rows()]
 
 
-def _hosts(body: pl.DataFrame, configured: pl.DataFrame) -> pl.DataFrame:
+def host_sightings(body: pl.DataFrame, configured: pl.DataFrame) -> pl.DataFrame:
     """Host names and addresses with the line that shows them, one row per sighting."""
     return split(collect_all(_host_rows(tagged([body]), tagged([configured])))[0], 1)[0]
 
@@ -483,7 +483,7 @@ def _split_address(frame: pl.LazyFrame) -> pl.LazyFrame:
     ).cast(_HOSTS_SCHEMA)
 
 
-def _nccl_comms(body: pl.DataFrame) -> pl.DataFrame:
+def nccl_comm_rows(body: pl.DataFrame) -> pl.DataFrame:
     """One row per (host, pid, comm), merging `comm ... nRanks` and `ncclCommInitRank` lines."""
     return split(collect_all(_comm_rows(tagged([body])))[0], 1)[0]
 

@@ -104,8 +104,8 @@ def parse_trtllm_log(path: Path, display: str) -> TrtllmLog:
         commands=commands,
         prefixes=_prefixes(body),
         events=_events(body, display),
-        hosts=sglang_log._hosts(body, empty),
-        nccl_comms=sglang_log._nccl_comms(body),
+        hosts=sglang_log.host_sightings(body, empty),
+        nccl_comms=sglang_log.nccl_comm_rows(body),
     )
 
 
@@ -207,7 +207,7 @@ def _events(body: pl.DataFrame, display: str) -> list[Evidence]:
     hits = body.select("line", "text", kind.alias("kind")).filter(pl.col("kind").is_not_null())
     own = [Evidence(display, line, text.strip(), name) for line, text, name in hits.rows()]
     seen = {e.line for e in own}
-    generic = [e for e in sglang_log._events(body, display) if e.line not in seen]
+    generic = [e for e in sglang_log.log_events(body, display) if e.line not in seen]
     return sorted(own + generic, key=lambda e: e.line or 0)
 
 

@@ -28,7 +28,7 @@ from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
 from parsers.lines import read_lines
 from parsers.server_args import parse_server_args
-from parsers.sglang_log import _nccl_comms
+from parsers.sglang_log import nccl_comm_rows
 from parsers.vllm_cmd import TRIGGER, find_commands
 
 SNIFF_BYTES = 64 * 1024
@@ -175,7 +175,7 @@ def parse_vllm_log(path: Path, display: str) -> VLLMLog:
         prefixes=_prefixes(split),
         events=_events(split, display),
         hosts=_hosts(split),
-        nccl_comms=_nccl_comms(split.select("line", pl.col("rest").alias("text"))),
+        nccl_comms=nccl_comm_rows(split.select("line", pl.col("rest").alias("text"))),
     )
 
 
