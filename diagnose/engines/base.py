@@ -8,6 +8,7 @@ the few sizes that cross-engine rules (TP across nodes, heads, experts, layers) 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,14 @@ from typing import Any, Protocol
 import polars as pl
 
 from diagnose.model import Evidence, Group, Layout, Param, Placement
+
+
+def parse_version(text: str | None) -> tuple[int, ...] | None:
+    """`0.5.8.post1` → (0, 5, 8): releases compare as tuples against layout boundaries."""
+    if not text:
+        return None
+    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", str(text).strip())
+    return tuple(int(x) for x in m.groups(default="0")) if m else None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnose.engines.base import Derived, Shape
+from diagnose.engines.base import Derived, Shape, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULTS: dict[str, Any] = {
@@ -54,13 +54,6 @@ DEFAULTS: dict[str, Any] = {
 
 LAYOUT = "0.14.1+ (expert groups per pipeline stage; expert-DP groups before EP groups)"
 LAYOUT_WORLD_EXPERTS = "< 0.14.1 (expert groups span the whole world, pipeline stages ignored)"
-
-
-def parse_version(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
-    return tuple(int(x) for x in m.groups(default="0")) if m else None
 
 
 def layout_version_for(version: str | None) -> str:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from diagnose.engines.base import Derived, Shape
+from diagnose.engines.base import Derived, Shape, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
@@ -134,15 +134,6 @@ HYBRID_CP_SINCE = (0, 16)
 
 class LayoutError(ValueError):
     """The sizes cannot be laid out; the validation rules say why in Megatron's words."""
-
-
-def parse_version(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
-    if not m:
-        return None
-    return tuple(int(x) for x in m.groups(default="0"))
 
 
 def layout_version_for(version: str | None) -> str:

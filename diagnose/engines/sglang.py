@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnose.engines.base import Derived, Shape
+from diagnose.engines.base import Derived, Shape, parse_version
 from diagnose.model import (
     DEFAULT,
     Axis,
@@ -121,15 +121,6 @@ LEGACY_LAYOUTS = (LAYOUT_V04, LAYOUT_V0410, LAYOUT_V052)
 
 class LayoutError(ValueError):
     """The sizes cannot be laid out; the validation rules say why in SGLang's words."""
-
-
-def parse_version(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
-    if not m:
-        return None
-    return tuple(int(x) for x in m.groups(default="0"))
 
 
 def layout_version_for(version: str | None) -> str:

@@ -16,11 +16,10 @@ version means the newest layout.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from diagnose.engines.base import Derived, Shape
+from diagnose.engines.base import Derived, Shape, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULTS: dict[str, Any] = {
@@ -97,13 +96,6 @@ CUTS: dict[str, str] = {
 
 class LayoutError(ValueError):
     """Sizes `Mapping` refuses; the RM6xx rules say why in TensorRT-LLM's words."""
-
-
-def parse_version(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
-    return tuple(int(x) for x in m.groups(default="0")) if m else None
 
 
 def layout_version_for(version: str | None) -> str:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnose.engines.base import Derived, Shape
+from diagnose.engines.base import Derived, Shape, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULTS: dict[str, Any] = {
@@ -115,13 +115,6 @@ MESH_AXES = ("external_dp", "dp", "pp", "pcp", "tp")
 
 class LayoutError(ValueError):
     """The sizes cannot be laid out; the validation rules say why in vLLM's words."""
-
-
-def parse_version(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", str(text).strip())
-    return tuple(int(x) for x in m.groups(default="0")) if m else None
 
 
 def release_of(version: str | None) -> tuple[int, ...]:
