@@ -66,7 +66,8 @@ def measure(logdir: Path, ranks: int) -> int:
     """Time `rankmap report LOGDIR` stage by stage in this process and print the figures;
     1 when a file was not parsed or the world is not `ranks` (0: not checked)."""
     start = time.perf_counter()
-    from diagnose.analyze import Options, analyse, read_inputs
+    from diagnose.analyze import Options, analyse
+    from diagnose.reading import read_inputs
     from diagnose.report_html import render_html
     from diagnose.result import document
 

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from diagnose import __version__
-from diagnose.analyze import BadInput, Inputs, Options, analyse, read_inputs
+from diagnose.analyze import BadInput, Options, analyse
+from diagnose.reading import Inputs, read_inputs
 from diagnose.engines import registry
 from diagnose.glossary import TERMS, find_term
 from diagnose.model import SEVERITY_ORDER

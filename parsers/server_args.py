@@ -21,6 +21,16 @@ import re
 _CLOSERS = {"(": ")", "[": "]", "{": "}"}
 _KEYWORD = re.compile(r"\s*([A-Za-z_]\w*)\s*$")
 _REPR_START = re.compile(r"[A-Za-z_][\w.]*\(")
+# What _split_top_level steps over: a whole string literal, a bracket or separator, a run of
+# other characters, a run of blanks; a lone quote is a string that never ends.
+_TOKEN = re.compile(
+    r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[()\[\]{}<>,=:]|[^'"()\[\]{}<>,=:\s]+|\s+|['"]""",
+    re.S,
+)
+# Values literal_eval would read the same way, read without compiling them.
+_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_PLAIN_STR = re.compile(r"'[^'\\\n]*'")
+_NAMED = {"True": True, "False": False, "None": None}
 
 
 def parse_server_args(text: str) -> dict[str, object]:
@@ -47,19 +57,19 @@ def _split_top_level(body: str, start: int, opener: str) -> list[str]:
 
     Quotes (with backslash escapes) and nested brackets are skipped over; a `<...>`
     object repr is treated as a bracket only where a value starts, because `<` and `>`
-    are ordinary characters anywhere else.
+    are ordinary characters anywhere else. The walk goes token by token (a dump is some
+    10 KB in a few hundred fields), not character by character.
     """
     stack = [_CLOSERS[opener]]
     items: list[str] = []
     item_start = start
     value_start = True
-    i = start
-    while i < len(body):
-        char = body[i]
-        if char in "'\"":
-            i = _skip_string(body, i)
-            value_start = False
+    for token in _TOKEN.finditer(body, start):
+        char, i = token.group(), token.start()
+        if char.isspace():
             continue
+        if char in "'\"":
+            raise ValueError(f"unterminated string in server_args: {_clip(body[i:])}")
         if char in _CLOSERS or (char == "<" and value_start and len(stack) == 1):
             stack.append(_CLOSERS.get(char, ">"))
         elif char == stack[-1]:
@@ -74,9 +84,7 @@ def _split_top_level(body: str, start: int, opener: str) -> list[str]:
         elif char == "," and len(stack) == 1:
             items.append(body[item_start:i])
             item_start = i + 1
-        if not char.isspace():
-            value_start = char in "=:,"
-        i += 1
+        value_start = char in "=:,"
     raise ValueError(f"unterminated server_args (no closing {stack[0]!r}): {_clip(body)}")
 
 
@@ -105,6 +113,9 @@ def _skip_string(body: str, quote_at: int) -> int:
 
 def _split_item(item: str, separator: str) -> tuple[str, str]:
     """Split `name=value` or `'name': value` at the first top-level separator."""
+    at = item.find(separator)
+    if at >= 0 and "'" not in item[:at] and '"' not in item[:at]:
+        return item[:at], item[at + 1 :]
     i = 0
     while i < len(item):
         if item[i] in "'\"":
@@ -135,6 +146,12 @@ def _value(text: str) -> object:
     raw = text.strip()
     if not raw:
         raise ValueError("server_args field without a value")
+    if raw in _NAMED:
+        return _NAMED[raw]
+    if _PLAIN_INT.fullmatch(raw):
+        return int(raw)
+    if _PLAIN_STR.fullmatch(raw):
+        return raw[1:-1]
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):

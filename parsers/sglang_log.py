@@ -87,8 +87,9 @@ _COMM_INIT = (
 )
 _IP = r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)$"
 # Every fact but the prefixes needs one of these words on its line (each pattern above
-# contains one): one scan for all of them picks the few lines worth the regexes. `@` (prompts)
-# is tested apart: a one-character literal would slow the multi-literal scan down fivefold.
+# contains one): one scan for all of them picks the few lines worth the regexes. A shell
+# prompt's `@` is looked for apart, and only on lines that may be new prefixes (a prompt is no
+# scheduler line): a one-character literal would slow the multi-literal scan down fivefold.
 _RARE_WORDS = (
     "NCCL", "server_args=", "Init torch distributed", "Launch DP", "init_model_parallel_group(",
     "expert parallel size is adjusted", "Enabled DSA context parallel:",
@@ -188,6 +189,9 @@ def scan_sglang_log(
     rare = body.filter(rare_lines(text)) if candidates is None else candidates
     triggers = rare.filter(text.str.contains(TRIGGER))["line"].to_list()
     lines = _unknown_lines(body) if distinct_prefixes else body
+    prompts = lines.filter(text.str.contains("@", literal=True))
+    if not prompts.is_empty():
+        rare = pl.concat([rare, prompts]).unique("line", maintain_order=True).sort("line")
     # Marked once: both kinds of prefix lines are picked by the mark.
     (marked,) = collect_all(lines.lazy().with_columns(text.str.contains(_LED).alias("led")))
     (prefixes,) = collect_all(_prefix_rows(marked.lazy(), distinct_prefixes))
@@ -234,9 +238,10 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
 
 
 def rare_lines(text: pl.Expr, *others: str) -> pl.Expr:
-    """Whether a line may hold an SGLang fact other than a scheduler prefix (or match one of
-    the `others` patterns: other parsers' candidates, found in the same scan)."""
-    return text.str.contains("|".join([_RARE, *others])) | text.str.contains("@", literal=True)
+    """Whether a line may hold an SGLang fact other than a scheduler prefix or a shell prompt
+    (or match one of the `others` patterns: other parsers' candidates, found in the same
+    scan)."""
+    return text.str.contains("|".join([_RARE, *others]))
 
 
 def read_log_lines(path: Path) -> list[str]:
@@ -260,15 +265,24 @@ def _commands(body: pl.DataFrame, triggers: list[int], display: str) -> list[Lau
     blocks = _blocks(triggers, _continued(body, start, end), last)
     if blocks[0] <= start or blocks[-1] >= end:  # a block may go on: look at every line
         blocks = _blocks(triggers, _continued(body, 1, last), last)
-    texts = dict(body.filter(pl.col("line").is_in(blocks)).select("line", "text").iter_rows())
+    near = _between(body, blocks[0], blocks[-1])
+    texts = dict(near.filter(pl.col("line").is_in(blocks)).select("line", "text").iter_rows())
     found = find_commands([texts.get(number, "") for number in blocks], display)
     return [_renumbered(command, blocks[command.line - 1]) for command in found]
 
 
 def _continued(body: pl.DataFrame, start: int, end: int) -> set[int]:
     """The lines from `start` to `end` that end with a backslash."""
-    near = body.filter(pl.col("line").is_between(start, end))
+    near = _between(body, start, end)
     return set(near.filter(pl.col("text").str.ends_with("\\"))["line"].to_list())
+
+
+def _between(body: pl.DataFrame, start: int, end: int) -> pl.DataFrame:
+    """The rows of lines `start` to `end`, found by bisecting the (ascending) line numbers
+    instead of testing every row of a big log."""
+    lines = body["line"]
+    first, stop = lines.search_sorted(start, "left"), lines.search_sorted(end, "right")
+    return body.slice(first, stop - first)
 
 
 def _blocks(triggers: list[int], continued: set[int], last: int) -> list[int]:

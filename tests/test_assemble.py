@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diagnose.analyze import Options, analyse, read_inputs
+from diagnose.analyze import Options, analyse
+from diagnose.reading import read_inputs
 
 DUMP = (
     "[2026-03-01 10:00:00] server_args=ServerArgs(model_path='m', tp_size=16, dp_size=1, "

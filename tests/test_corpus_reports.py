@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.analyze import Options, analyse, read_inputs
+from diagnose.analyze import Options, analyse
+from diagnose.reading import read_inputs
 from diagnose.result import document
 
 CORPUS = Path(__file__).parent / "data" / "corpus"

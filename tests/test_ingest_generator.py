@@ -10,7 +10,8 @@ from types import ModuleType
 import polars as pl
 import pytest
 
-from diagnose.analyze import Options, analyse, read_inputs
+from diagnose.analyze import Options, analyse
+from diagnose.reading import read_inputs
 from diagnose.result import document
 
 REPO = Path(__file__).resolve().parent.parent

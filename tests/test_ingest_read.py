@@ -21,8 +21,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from diagnose import analyze
-from diagnose.analyze import Inputs, read_inputs
+from diagnose import reading
+from diagnose.reading import Inputs, read_inputs
 from parsers.sglang_log import parse_sglang_log
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def _plain(found: Inputs) -> Any:
 
 def _file_by_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        analyze, "_read_batch", lambda cands: [analyze._read_alone(c) for c in cands]
+        reading, "_read_batch", lambda cands: [reading._read_alone(c) for c in cands]
     )
 
 
@@ -97,17 +97,17 @@ def test_workers_read_like_this_process(logdir: Path, monkeypatch: pytest.Monkey
     here = read_inputs(logdir)
     pools = []
 
-    class Pool(analyze.ProcessPoolExecutor):
+    class Pool(reading.ProcessPoolExecutor):
         def __init__(self, workers: int, **kwargs: Any) -> None:
             pools.append((workers, os.environ.get("POLARS_MAX_THREADS")))
             super().__init__(workers, **kwargs)
 
-    monkeypatch.setattr(analyze, "ProcessPoolExecutor", Pool)
-    monkeypatch.setattr(analyze, "PARALLEL_BYTES", 0)
-    monkeypatch.setattr(analyze.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(reading, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(reading, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(reading.os, "cpu_count", lambda: 2)
     monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
     assert _plain(read_inputs(logdir)) == _plain(here)
-    assert pools == [(2, "1")]
+    assert pools == [(1, "1")]
     assert "POLARS_MAX_THREADS" not in os.environ
 
 
@@ -119,7 +119,7 @@ def test_a_failing_batch_is_read_again_file_by_file(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("a file the batch cannot take")
 
-    monkeypatch.setattr(analyze, "parse_nccl_files", broken)
+    monkeypatch.setattr(reading, "parse_nccl_files", broken)
     assert _plain(read_inputs(logdir)) == _plain(expected)
 
 
@@ -136,22 +136,22 @@ def test_progress_bar_only_on_a_terminal_for_long_reads(monkeypatch: pytest.Monk
     shown = io.StringIO()
     shown.isatty = lambda: True  # type: ignore[method-assign]
     monkeypatch.setattr(sys, "stderr", shown)
-    with analyze._progress(analyze.PROGRESS_BYTES - 1) as advance:
+    with reading._progress(reading.PROGRESS_BYTES - 1) as advance:
         advance(10)
     assert shown.getvalue() == ""
-    with analyze._progress(analyze.PROGRESS_BYTES) as advance:
-        advance(analyze.PROGRESS_BYTES)
+    with reading._progress(reading.PROGRESS_BYTES) as advance:
+        advance(reading.PROGRESS_BYTES)
     assert "Reading logs" in shown.getvalue()
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    with analyze._progress(analyze.PROGRESS_BYTES) as advance:
-        advance(analyze.PROGRESS_BYTES)
+    with reading._progress(reading.PROGRESS_BYTES) as advance:
+        advance(reading.PROGRESS_BYTES)
     assert sys.stderr.getvalue() == ""
 
 
 def test_batches_follow_the_directory_order() -> None:
-    cands = [analyze.Candidate(Path(f"{i}.log"), f"{i}.log", size, "text") for i, size in
+    cands = [reading.Candidate(Path(f"{i}.log"), f"{i}.log", size, "text") for i, size in
              enumerate([5, 5, 20, 1, 1, 1])]  # fmt: skip
-    batches = list(analyze._batches(cands, most=10))
+    batches = list(reading._batches(cands, most=10))
     assert [[c.display for c in batch] for batch in batches] == [
         ["0.log", "1.log"], ["2.log"], ["3.log", "4.log", "5.log"],
     ]  # fmt: skip

@@ -42,9 +42,17 @@ def test_crlf_is_stripped_but_inner_carriage_returns_stay(tmp_path: Path) -> Non
 
 
 def test_header_lines_are_dropped_and_numbers_kept(tmp_path: Path) -> None:
+    """Only the header block at the top goes: further down, `#@ ` is whatever the log says."""
     path = tmp_path / "a.log"
-    path.write_text("#@ source: x\n#@ what: y\nbody\n  #@ indented stays\n#@ again\nend\n")
-    assert _rows(read_lines(path)) == [(3, "body"), (4, "  #@ indented stays"), (6, "end")]
+    path.write_text("#@ source: x\n#@ what: y\nbody\n  #@ indented stays\n#@ later\nend\n")
+    assert _rows(read_lines(path)) == [
+        (3, "body"),
+        (4, "  #@ indented stays"),
+        (5, "#@ later"),
+        (6, "end"),
+    ]
+    path.write_text("#@ only a header\n#@ and another\n")
+    assert read_lines(path).is_empty()
 
 
 def test_undecodable_bytes_are_replaced(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from diagnose.analyze import Options, analyse, read_inputs
+from diagnose.analyze import Options, analyse
+from diagnose.reading import read_inputs
 from diagnose.result import document
 
 DATA = Path(__file__).parent / "data"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.analyze import Inputs, Options, analyse, read_inputs
+from diagnose.analyze import Options, analyse
+from diagnose.reading import Inputs, read_inputs
 from diagnose.engines.registry import parse_any_command
 from rules.catalog import RULES
 

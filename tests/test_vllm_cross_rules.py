@@ -6,7 +6,8 @@ import shlex
 
 import pytest
 
-from diagnose.analyze import Inputs, Options, analyse
+from diagnose.analyze import Options, analyse
+from diagnose.reading import Inputs
 from diagnose.engines.registry import parse_any_command
 
 DSV3 = "vllm serve deepseek-ai/DeepSeek-V3"

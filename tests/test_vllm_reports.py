@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from diagnose.analyze import Options, analyse, read_inputs
+from diagnose.analyze import Options, analyse
+from diagnose.reading import read_inputs
 from diagnose.cli import main
 from diagnose.result import document
 
