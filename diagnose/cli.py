@@ -12,10 +12,10 @@ import click
 
 from diagnose import __version__
 from diagnose.analyze import BadInput, Options, analyse
-from diagnose.reading import Inputs, read_inputs
 from diagnose.engines import registry
 from diagnose.glossary import TERMS, find_term
 from diagnose.model import SEVERITY_ORDER
+from diagnose.reading import Inputs, read_inputs
 from diagnose.report_html import render_html
 from diagnose.resources import sample_logs_dir
 from diagnose.result import document

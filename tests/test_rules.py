@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from diagnose.analyze import Options, analyse
-from diagnose.reading import Inputs, read_inputs
 from diagnose.engines.registry import parse_any_command
+from diagnose.reading import Inputs, read_inputs
 from rules.catalog import RULES
 
 CASES_DIR = Path(__file__).parent / "rule_cases"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from diagnose.analyze import Options, analyse
-from diagnose.reading import read_inputs
 from diagnose.model import Evidence, Placement
+from diagnose.reading import read_inputs
 from diagnose.result import document
 from diagnose.timeline import LATE_AFTER_S, startup
 

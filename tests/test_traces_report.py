@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from diagnose.analyze import Options, analyse
-from diagnose.reading import read_inputs
 from diagnose.observation import recorded_groups
+from diagnose.reading import read_inputs
 from diagnose.report_html import render_html
 from diagnose.result import document
 

@@ -7,8 +7,8 @@ import shlex
 import pytest
 
 from diagnose.analyze import Options, analyse
-from diagnose.reading import Inputs
 from diagnose.engines.registry import parse_any_command
+from diagnose.reading import Inputs
 
 DSV3 = "vllm serve deepseek-ai/DeepSeek-V3"
 LLAMA = "vllm serve meta-llama/Llama-3.1-8B-Instruct"

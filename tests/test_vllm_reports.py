@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from diagnose.analyze import Options, analyse
-from diagnose.reading import read_inputs
 from diagnose.cli import main
+from diagnose.reading import read_inputs
 from diagnose.result import document
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
