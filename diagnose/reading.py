@@ -342,6 +342,4 @@ def _keep_distributed(found: Inputs, nccl: NcclFacts, torch: TorchDistFacts) -> 
 
 
 def _says_anything(log: EngineLog) -> bool:
-    return bool(
-        log.config or log.commands or not log.prefixes.is_empty() or not log.nccl_comms.is_empty()
-    )
+    return bool(log.config or log.commands or not log.prefixes.is_empty())

@@ -87,7 +87,6 @@ class DeepSpeedLog:
     prefixes: pl.DataFrame
     events: list[Evidence]
     hosts: pl.DataFrame
-    nccl_comms: pl.DataFrame
     engine: str = "deepspeed"
 
 
@@ -122,7 +121,6 @@ def parse_deepspeed_log(path: Path, display: str) -> DeepSpeedLog:
         prefixes=_prefixes(body),
         events=_events(body, display),
         hosts=_hosts(body),
-        nccl_comms=sglang_log.nccl_comm_rows(body),
     )
 
 
@@ -141,7 +139,6 @@ def _json_file(path: Path, display: str) -> DeepSpeedLog:
         hosts=pl.DataFrame(
             schema={"line": pl.Int64, "host": pl.Utf8, "ip": pl.Utf8, "kind": pl.Utf8}
         ),
-        nccl_comms=pl.DataFrame(),
     )
 
 

@@ -26,7 +26,7 @@ from diagnose.engines.megatron import DEFAULTS
 from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
 from parsers.megatron_cmd import TRIGGER, find_commands
-from parsers.sglang_log import host_sightings, nccl_comm_rows, read_log_lines
+from parsers.sglang_log import host_sightings, read_log_lines
 
 SNIFF_BYTES = 64 * 1024
 _HEADER = "#@ "
@@ -64,7 +64,6 @@ _EVENT_KINDS: tuple[tuple[str, str], ...] = (
     ("megatron_init", r"> initializing torch distributed|> initialized \w+ model parallel"),
     ("nccl_version", r"NCCL version \d+\.\d+\.\d+"),
     ("nccl_warn", r"NCCL WARN"),
-    ("nccl_net", r"NCCL INFO (?:.* via NET/|NET/(?:IB|Socket|Plugin) ?:|Using network )"),
     (
         "exception",
         r"Traceback \(most recent call last\)"
@@ -92,7 +91,6 @@ class MegatronLog:
     prefixes: pl.DataFrame
     events: list[Evidence]
     hosts: pl.DataFrame
-    nccl_comms: pl.DataFrame
     engine: str = "megatron"
 
 
@@ -130,7 +128,6 @@ def parse_megatron_log(path: Path, display: str) -> MegatronLog:
         prefixes=_prefixes(frame),
         events=_events(frame, display),
         hosts=host_sightings(body, _configured(commands)),
-        nccl_comms=nccl_comm_rows(body),
     )
 
 

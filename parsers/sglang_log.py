@@ -59,10 +59,6 @@ _EVENT_KINDS: tuple[tuple[str, str], ...] = (
     ("nccl_warn", r"NCCL WARN"),
     ("pg_create", r"^\s*_[A-Z_]+ = init_model_parallel_group\("),
     (
-        "nccl_net",
-        r"NCCL INFO (?:.* via NET/|NET/(?:IB|Socket|Plugin) ?:|Using network )",
-    ),
-    (
         "exception",
         r"Scheduler hit an exception|Traceback \(most recent call last\)"
         r"|^\s*(?:[A-Za-z_]\w*\.)*(?:[A-Z]\w*(?:Error|Exception)|Exception)(?::\s|:?\s*$)",
@@ -74,6 +70,10 @@ _NCCL_LINE = (
     r"(?:\S+:\d+ )?NCCL (?:INFO|WARN)"
 )
 _NCCL_OWN_IP = r"(?:Bootstrap\s*: Using|OOB) [\w.-]+:([0-9A-Fa-f.:]+)<\d+>"
+_NCCL_PEER_IP = r"(?:connect to|from peer) ([0-9A-Fa-f.:]+)<\d+>"
+_PROMPT_HOST = r"\[[^\]\s@]+@([^\]\s]+)(?:\s[^\]]*)?\]\s?[$#]|[\w.-]+@([\w.-]+):\S*[$#]\s"
+_C10D_ADDR = r"\[c10d\].*?\[([^\]]+)\]:\d+"
+_IP = r"(?:Bootstrap\s*: Using|OOB) [\w.-]+:([0-9A-Fa-f.:]+)<\d+>"
 _NCCL_PEER_IP = r"(?:connect to|from peer) ([0-9A-Fa-f.:]+)<\d+>"
 _PROMPT_HOST = r"\[[^\]\s@]+@([^\]\s]+)(?:\s[^\]]*)?\]\s?[$#]|[\w.-]+@([\w.-]+):\S*[$#]\s"
 _C10D_ADDR = r"\[c10d\].*?\[([^\]]+)\]:\d+"
@@ -117,7 +117,6 @@ _SNIFF = re.compile(
 )
 
 _HOSTS_SCHEMA = {"line": pl.Int64, "host": pl.Utf8, "ip": pl.Utf8, "kind": pl.Utf8}
-_COMM_INTS = ("rank", "nranks", "nnodes", "local_ranks", "local_rank")
 
 
 @dataclass
@@ -132,7 +131,6 @@ class SGLangLog:
     prefixes: pl.DataFrame
     events: list[Evidence]
     hosts: pl.DataFrame
-    nccl_comms: pl.DataFrame
     engine: str = "sglang"
 
 
@@ -213,9 +211,8 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
         _server_args_rows(rare),
         rare.select(FILE, text.str.extract(_VERSION, 1).alias("version")).drop_nulls("version"),
         _event_rows(rare),
-        _comm_rows(rare),
     )
-    config_rows, versions, events, comms = (split(output, len(scans)) for output in outputs)
+    config_rows, versions, events = (split(output, len(scans)) for output in outputs)
     configs = [_server_args(config_rows[i], scan.path) for i, scan in enumerate(scans)]
     configured = tagged(
         [_configured(scan.commands, *config) for scan, config in zip(scans, configs, strict=True)]
@@ -231,7 +228,6 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
             prefixes=scan.prefixes,
             events=_evidence(events[i], scan.path),
             hosts=hosts[i],
-            nccl_comms=comms[i],
         )
         for i, scan in enumerate(scans)
     ]
@@ -307,8 +303,10 @@ def _renumbered(command: LaunchCommand, line: int) -> LaunchCommand:
 
 def _server_args_rows(body: pl.LazyFrame) -> pl.LazyFrame:
     """Lines holding a `server_args=` dump, with the dump."""
-    args = pl.col("text").str.extract(r"(?:^|\W)server_args=(.*)$", 1).alias("args")
-    return body.select(FILE, "line", "text", args).filter(pl.col("args").is_not_null())
+    text = pl.col("text")
+    args = text.str.extract(r"(?:^|\W)server_args=(.*)$", 1).alias("args")
+    dumps = body.filter(text.str.contains("server_args=", literal=True))
+    return dumps.select(FILE, "line", "text", args).filter(pl.col("args").is_not_null())
 
 
 def _server_args(rows: pl.DataFrame, display: str) -> tuple[dict[str, Param], Evidence | None]:
@@ -435,7 +433,7 @@ def _host_rows(body: pl.LazyFrame, configured: pl.LazyFrame) -> pl.LazyFrame:
         text.str.extract(_NCCL_PEER_IP, 1).alias("ip"),
         pl.lit("nccl_peer").alias("kind"),
     )
-    prompts = body.select(
+    prompts = body.filter(text.str.contains("@", literal=True)).select(
         FILE,
         "line",
         pl.coalesce(text.str.extract(_PROMPT_HOST, 1), text.str.extract(_PROMPT_HOST, 2)).alias(
@@ -495,42 +493,3 @@ def _split_address(frame: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(is_ip).then(address).otherwise(None).alias("ip"),
         "kind",
     ).cast(_HOSTS_SCHEMA)
-
-
-def nccl_comm_rows(body: pl.DataFrame) -> pl.DataFrame:
-    """One row per (host, pid, comm), merging `comm ... nRanks` and `ncclCommInitRank` lines."""
-    return split(collect_all(_comm_rows(tagged([body])))[0], 1)[0]
-
-
-def _comm_rows(body: pl.LazyFrame) -> pl.LazyFrame:
-    text = pl.col("text")
-    who = text.str.extract_groups(_NCCL_LINE).alias("who")
-    base = body.select(FILE, "line", who, text).unnest("who")
-    base = base.filter(pl.col("host").is_not_null())
-    info = base.select(
-        FILE, "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INFO).alias("c")
-    ).unnest("c")
-    init = base.select(
-        FILE, "line", "host", "pid", "dev", "text", text.str.extract_groups(_COMM_INIT).alias("c")
-    ).unnest("c")
-    merged = pl.concat([info, init], how="diagonal_relaxed").filter(pl.col("comm").is_not_null())
-    return (
-        merged.group_by(FILE, "host", "pid", "comm", maintain_order=True)
-        .agg(
-            pl.col("line").min(),
-            pl.col("text").sort_by("line").first(),
-            *[pl.col(name).drop_nulls().first() for name in ("dev", *_COMM_INTS, "comm_id")],
-        )
-        .select(
-            FILE,
-            pl.col("line").cast(pl.Int64),
-            pl.col("host").cast(pl.Utf8),
-            pl.col("pid").cast(pl.Int64),
-            pl.col("dev").cast(pl.Int64),
-            pl.col("comm").cast(pl.Utf8),
-            *[pl.col(name).cast(pl.Int64) for name in _COMM_INTS],
-            pl.col("comm_id").cast(pl.Utf8),
-            pl.col("text").str.strip_chars(),
-        )
-        .sort(FILE, "line")
-    )

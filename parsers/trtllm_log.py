@@ -71,7 +71,6 @@ class TrtllmLog:
     prefixes: pl.DataFrame
     events: list[Evidence]
     hosts: pl.DataFrame
-    nccl_comms: pl.DataFrame
     engine: str = "trtllm"
 
 
@@ -105,7 +104,6 @@ def parse_trtllm_log(path: Path, display: str) -> TrtllmLog:
         prefixes=_prefixes(body),
         events=_events(body, display),
         hosts=sglang_log.host_sightings(body, empty),
-        nccl_comms=sglang_log.nccl_comm_rows(body),
     )
 
 
@@ -181,7 +179,6 @@ def _engine_json(text: str, display: str) -> TrtllmLog:
         prefixes=pl.DataFrame(schema={"line": pl.Int64, "text": pl.Utf8}),
         events=[],
         hosts=empty_hosts,
-        nccl_comms=pl.DataFrame(),
     )
 
 

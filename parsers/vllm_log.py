@@ -28,7 +28,6 @@ from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
 from parsers.lines import read_lines
 from parsers.server_args import parse_server_args
-from parsers.sglang_log import nccl_comm_rows
 from parsers.vllm_cmd import TRIGGER, find_commands
 
 SNIFF_BYTES = 64 * 1024
@@ -120,7 +119,6 @@ _EVENT_KINDS: tuple[tuple[str, str], ...] = (
     ("pp_partition", r"Hidden layers were unevenly partitioned"),
     ("nccl_version", r"vLLM is using nccl==|NCCL version \d+\.\d+\.\d+"),
     ("nccl_warn", r"NCCL WARN"),
-    ("nccl_net", r"NCCL INFO (?:.* via NET/|NET/(?:IB|Socket|Plugin) ?:|Using network )"),
     (
         "exception",
         r"Traceback \(most recent call last\)|EngineCore encountered a fatal error"
@@ -148,7 +146,6 @@ class VLLMLog:
     prefixes: pl.DataFrame
     events: list[Evidence]
     hosts: pl.DataFrame
-    nccl_comms: pl.DataFrame
     engine: str = "vllm"
 
 
@@ -175,7 +172,6 @@ def parse_vllm_log(path: Path, display: str) -> VLLMLog:
         prefixes=_prefixes(split),
         events=_events(split, display),
         hosts=_hosts(split),
-        nccl_comms=nccl_comm_rows(split.select("line", pl.col("rest").alias("text"))),
     )
 
 

@@ -89,28 +89,6 @@ def test_pd_nccl_hosts_and_communicators() -> None:
     }
     assert _host_rows(log, "c10d") == {("tpgds-aihub0003.delta.sbrf.ru", None)}
     assert (None, "10.99.91.49") in _host_rows(log, "dist_init_addr")
-    comms = log.nccl_comms
-    assert comms.height == 8
-    assert set(comms["host"]) == {"tpgds-aihub0003"}
-    assert sorted(comms["rank"]) == list(range(8))
-    assert set(comms["nranks"]) == {16}
-    assert set(comms["nnodes"]) == {2}
-    assert set(comms["local_ranks"]) == {8}
-    assert set(comms["comm_id"]) == {"0x35712f37c64c1510"}
-    rank0 = comms.filter(pl.col("rank") == 0).drop("text").row(0, named=True)
-    assert rank0 == {
-        "line": 175,
-        "host": "tpgds-aihub0003",
-        "pid": 3828976,
-        "dev": 0,
-        "comm": "0x5621301a1640",
-        "rank": 0,
-        "nranks": 16,
-        "nnodes": 2,
-        "local_ranks": 8,
-        "local_rank": 0,
-        "comm_id": "0x35712f37c64c1510",
-    }
 
 
 def test_provenance_header_is_skipped_but_line_numbers_are_kept() -> None:
@@ -160,15 +138,6 @@ def test_hang_hosts_and_communicators() -> None:
     }
     assert (None, "10.99.91.59") in _host_rows(log, "c10d")
     assert _host_rows(log, "host_arg") == {(None, "10.99.91.59"), (None, "10.99.91.63")}
-    comms = log.nccl_comms
-    assert set(comms["nranks"]) == {16}
-    ranks = comms.group_by("host", "comm_id").agg(pl.col("rank").sort()).sort("host", "comm_id")
-    assert [(host, ids) for host, _, ids in ranks.rows()] == [
-        ("tpgds-aihub0007", [0, 2, 4, 6]),  # the paste kept only these Init COMPLETE lines
-        ("tpgds-aihub0007", list(range(8))),
-        ("tpgds-aihub0008", list(range(8, 16))),
-    ]
-    assert set(comms.filter(pl.col("host") == "tpgds-aihub0008")["nnodes"]) == {2}
 
 
 # --- every scheduler dies with connection refused (0.5.8.post1) ---------------------
@@ -199,20 +168,15 @@ def test_refused_exceptions_and_nccl_warn() -> None:
     assert _host_rows(log, "nccl_peer") == {(None, "10.82.101.249")}
     assert _host_rows(log, "c10d") == {(None, "10.99.91.49")}
     assert {host for host, _ in _host_rows(log, "nccl")} == {"tpgds-aihub0003", "tpgds-aihub0006"}
-    assert log.nccl_comms.is_empty()
 
 
 # --- NCCL INFO from the node-rank-1 host -------------------------------------------
 
 
-def test_nccl_init_ranks_8_to_15_on_the_second_node() -> None:
+def test_nccl_init_commands_and_host_of_the_second_node() -> None:
+    """Its communicators are parsers.nccl_log's (test_nccl_log); the engine log keeps the
+    commands and the host its NCCL lines name."""
     log = _corpus(NCCL_INIT)
-    comms = log.nccl_comms
-    assert sorted(comms["rank"]) == list(range(8, 16))
-    assert sorted(comms["local_rank"]) == list(range(8))
-    assert set(comms["host"]) == {"tpgds-aihub0008"}
-    assert set(comms["nnodes"]) == {2}
-    assert set(comms["comm_id"]) == {"0xde4443395863ef4a"}
     assert [(c.line, c.params["node_rank"].value) for c in log.commands] == [(8, 0), (25, 1)]
     assert ("tpgds-aihub0008", "10.99.91.63") in _host_rows(log, "nccl")
     assert log.prefixes.is_empty()
@@ -387,22 +351,6 @@ def test_c10d_addresses_are_split_into_host_and_ip(tmp_path: Path) -> None:
     )
 
 
-def test_comm_lines_merge_per_host_pid_comm(tmp_path: Path) -> None:
-    log = _write(
-        tmp_path,
-        "[2026-01-01 10:00:00] h1:10:10 [3] NCCL INFO ncclCommInitRank comm 0xa rank 3 "
-        "nranks 4 cudaDev 3 busId 1000 commId 0xff - Init START\n"
-        "h1:10:10 [3] NCCL INFO comm 0xa rank 3 nRanks 4 nNodes 1 localRanks 4 localRank 3\n"
-        "h1:10:10 [3] NCCL INFO ncclCommInitRank comm 0xa rank 3 nranks 4 cudaDev 3 busId 1000 "
-        "commId 0xff - Init COMPLETE\n"
-        "h1:10:10 [3] NCCL INFO comm 0xb rank 1 nRanks 2 nNodes 2 localRanks 1 localRank 0\n",
-    )
-    assert log.nccl_comms.drop("text").rows() == [
-        (1, "h1", 10, 3, "0xa", 3, 4, 1, 4, 3, "0xff"),
-        (4, "h1", 10, 3, "0xb", 1, 2, 2, 1, 0, None),
-    ]
-
-
 def test_crlf_and_bad_bytes_are_tolerated(tmp_path: Path) -> None:
     log = _write(tmp_path, b"caf\xe9\r\n#@ header\r\n[2025-01-01 10:00:00 TP1] hi\r\n")
     assert log.prefixes.select("line", "tp", "text").rows() == [(3, 1, "hi")]
@@ -412,7 +360,7 @@ def test_empty_file(tmp_path: Path) -> None:
     log = _write(tmp_path, "")
     assert log.version is None
     assert log.events == [] and log.commands == []
-    assert log.prefixes.is_empty() and log.hosts.is_empty() and log.nccl_comms.is_empty()
+    assert log.prefixes.is_empty() and log.hosts.is_empty()
 
 
 def test_unreadable_file_raises_oserror(tmp_path: Path) -> None:

@@ -137,10 +137,6 @@ def test_ray_corpus_rank_host_map():
     assert eight.select("line", "world_size", "dp", "pp", "tp").row(0) == (325, 16, 0, 1, 0)
     hosts = log.hosts.filter(pl.col("kind") == "nccl")["host"].drop_nulls().unique().sort()
     assert hosts.to_list() == ["deepseek-v2-5-0", "deepseek-v2-5-0-1"]  # `pseek…` dropped
-    comms = log.nccl_comms
-    assert set(comms["nranks"].to_list()) == {2, 8}
-    assert comms.filter(pl.col("nranks") == 2)["nnodes"].drop_nulls().unique().to_list() == [2]
-    assert comms.filter(pl.col("nranks") == 8)["nnodes"].drop_nulls().unique().to_list() == [1]
 
 
 def test_ray_corpus_without_infiniband():
@@ -153,4 +149,3 @@ def test_ray_corpus_without_infiniband():
         6: "deepseek-v2-5-0",
         **{r: "deepseek-v2-5-0-1" for r in (8, 9, 10, 11, 12, 13, 15)},
     }
-    assert any("NET/Socket" in e.text for e in log.events if e.kind == "nccl_net")

@@ -100,8 +100,8 @@ class EngineLog(Protocol):
     engine config line, Megatron's argument dump) as Params with file:line sources.
     `prefixes` has one row per line that states a rank's coordinates: columns `line`,
     `text`, optionally `ts`, `rank` (global rank) and `host`, and any coordinate columns
-    (`tp`, `pp`, `dp`, …) the engine prints. `hosts` has columns line, host, ip, kind;
-    `nccl_comms` the NCCL communicator rows (see parsers.sglang_log).
+    (`tp`, `pp`, `dp`, …) the engine prints. `hosts` has columns line, host, ip, kind.
+    NCCL's own lines are not an engine's to read: parsers.nccl_log reads them in every file.
     """
 
     path: str
@@ -113,7 +113,6 @@ class EngineLog(Protocol):
     prefixes: pl.DataFrame
     events: list[Evidence]
     hosts: pl.DataFrame
-    nccl_comms: pl.DataFrame
 
 
 @dataclass(frozen=True)
