@@ -18,10 +18,14 @@ import polars as pl
 
 from diagnose.engines.base import EngineLog
 from diagnose.model import Evidence, Param, Source
+from diagnose.nccl_groups import fact_frame
 from parsers.launch_cmd import LaunchCommand
+from parsers.lines import labelled
 from parsers.nccl_log import NcclFacts
 
 NOT_COORDINATES = ("line", "ts", "text", "host")
+# The column that tells the logs apart in a frame of several logs' rows.
+_LOG = "__log"
 
 
 @dataclass
@@ -122,9 +126,8 @@ def assemble(
     for log in logs:
         out.engine_files.setdefault(log.engine, []).append(log.path)
         out.events += log.events
-        out.prefixes += _prefixes(log)
-    comms = [f.comms.with_columns(file=pl.lit(f.path)) for f in nccl if not f.comms.is_empty()]
-    out.nccl_comms = pl.concat(comms, how="diagonal_relaxed") if comms else pl.DataFrame()
+    out.prefixes = _prefixes(logs)
+    out.nccl_comms = fact_frame(nccl, "comms")
     out.nccl_hosts = _whole_hosts(
         [h for f in nccl for h in f.procs["host"].drop_nulls().unique(maintain_order=True)]
     )
@@ -158,18 +161,25 @@ def _rewrites_from_warnings(out: Assembled, warnings: list[Evidence]) -> None:
                     out.param_evidence.setdefault(name, []).insert(0, ev)
 
 
-def _prefixes(log: EngineLog) -> list[tuple[Evidence, dict[str, int]]]:
-    """The first line of every distinct coordinate combination the log prints."""
-    df = log.prefixes
-    if df.is_empty():
-        return []
-    columns = [c for c in df.columns if c not in NOT_COORDINATES]
-    firsts = df.unique(subset=columns, keep="first", maintain_order=True)
-    out = []
-    for row in firsts.iter_rows(named=True):
-        tokens = {k: row[k] for k in columns if row[k] is not None}
-        out.append((Evidence(log.path, row["line"], row["text"], "prefix"), tokens))
-    return out
+def _prefixes(logs: list[EngineLog]) -> list[tuple[Evidence, dict[str, int]]]:
+    """The first line of every distinct coordinate combination each log prints, in the
+    logs' order: one polars call for all the logs that print the same prefix columns."""
+    by_columns: dict[tuple[str, ...], list[int]] = {}
+    for i, log in enumerate(logs):
+        if not log.prefixes.is_empty():
+            by_columns.setdefault(tuple(log.prefixes.columns), []).append(i)
+    found: dict[int, list[tuple[Evidence, dict[str, int]]]] = {}
+    for columns, indexes in by_columns.items():
+        coords = [c for c in columns if c not in NOT_COORDINATES]
+        every = labelled(
+            [logs[i].prefixes for i in indexes], indexes, _LOG, pl.Int64, "diagonal_relaxed"
+        )
+        firsts = every.unique([_LOG, *coords], keep="first", maintain_order=True)
+        for row in firsts.iter_rows(named=True):
+            tokens = {k: row[k] for k in coords if row[k] is not None}
+            evidence = Evidence(logs[row[_LOG]].path, row["line"], row["text"], "prefix")
+            found.setdefault(row[_LOG], []).append((evidence, tokens))
+    return [prefix for i in sorted(found) for prefix in found[i]]
 
 
 def _whole_hosts(hosts: list[str]) -> list[str]:
@@ -193,43 +203,84 @@ def world_rank_hosts(comms: pl.DataFrame, world: int) -> dict[int, str]:
 
 def _node_hosts(out: Assembled, logs: list[EngineLog]) -> None:
     """Rank → host from lines that state both (worker prefixes) and from per-rank logs;
-    node → host from per-node logs (one host name in a file that says which node it is)."""
-    for log in logs:
-        df = log.prefixes
-        if {"rank", "host"} <= set(df.columns):
-            pairs = df.drop_nulls(["rank", "host"]).unique(
-                "rank", keep="first", maintain_order=True
-            )
-            for rank, host in pairs.select("rank", "host").iter_rows():
-                out.rank_hosts.setdefault(int(rank), host)
+    node → host from per-node logs (one host name in a file that says which node it is).
+
+    Each step is one polars call over all the logs, not a few per log: a directory holds
+    a log per node or per rank, and thousands of small calls cost more than the work."""
+    stated = _of_logs(logs, "prefixes", lambda df: {"rank", "host"} <= set(df.columns))
+    if stated is not None:
+        pairs = stated.select(_LOG, pl.col("rank").cast(pl.Int64), pl.col("host").cast(pl.Utf8))
+        firsts = pairs.drop_nulls().unique([_LOG, "rank"], keep="first", maintain_order=True)
+        for _, rank, host in firsts.iter_rows():
+            out.rank_hosts.setdefault(int(rank), host)
     tp = out.params.get("tp_size")
     tp_size = tp.value if tp and isinstance(tp.value, int) else 1
-    for log in logs:
-        named = log.hosts.filter(pl.col("host").is_not_null())
-        hosts = named.filter(pl.col("kind").is_in(["nccl", "prompt"]))["host"].unique().to_list()
-        if len(hosts) != 1:
+    hosts = _single_hosts(logs)
+    ranks = _single_ranks(logs, tp_size)
+    for i, log in enumerate(logs):
+        if i not in hosts:
             continue
         node = _file_node(log)
         if node is not None:
-            out.node_hosts.setdefault(node, hosts[0])
-        rank = _single_rank(log, tp_size)
-        if rank is not None:
-            out.rank_hosts.setdefault(rank, hosts[0])
+            out.node_hosts.setdefault(node, hosts[i])
+        if i in ranks:
+            out.rank_hosts.setdefault(ranks[i], hosts[i])
 
 
-def _single_rank(log: EngineLog, tp_size: int) -> int | None:
-    """The one global rank a per-rank log speaks for, if it speaks for exactly one."""
-    df = log.prefixes
-    if "rank" in df.columns:
-        ranks = df["rank"].drop_nulls().unique()
-        return int(ranks[0]) if len(ranks) == 1 else None
-    if "tp" not in df.columns:
+def _of_logs(
+    logs: list[EngineLog], name: str, has: Callable[[pl.DataFrame], bool]
+) -> pl.DataFrame | None:
+    """The `name` frame (prefixes or hosts) of every log where it `has` what is looked for,
+    stacked with the log's index in _LOG; None when no log's has."""
+    chosen = [i for i, log in enumerate(logs) if has(getattr(log, name))]
+    if not chosen:
         return None
-    pairs = df.select(pl.col("pp") if "pp" in df.columns else pl.lit(0).alias("pp"), "tp")
-    pairs = pairs.unique()
-    if pairs.height != 1 or pairs["tp"][0] is None:
-        return None
-    return (pairs["pp"][0] or 0) * tp_size + pairs["tp"][0]
+    frames = [getattr(logs[i], name) for i in chosen]
+    return labelled(frames, chosen, _LOG, pl.Int64, "diagonal_relaxed")
+
+
+def _single_hosts(logs: list[EngineLog]) -> dict[int, str]:
+    """Log index → the one host its NCCL lines and shell prompts name (logs that name none
+    or several are left out)."""
+    named = _of_logs(logs, "hosts", lambda df: not df.is_empty())
+    if named is None:
+        return {}
+    one = (
+        named.filter(pl.col("kind").is_in(["nccl", "prompt"]) & pl.col("host").is_not_null())
+        .group_by(_LOG)
+        .agg(pl.col("host").n_unique().alias("n"), pl.col("host").first())
+    )
+    return dict(one.filter(pl.col("n") == 1).select(_LOG, "host").iter_rows())
+
+
+def _single_ranks(logs: list[EngineLog], tp_size: int) -> dict[int, int]:
+    """Log index → the one global rank a per-rank log speaks for, if it speaks for exactly
+    one: its `rank` column's one value, or else its one (pp, tp) pair."""
+    out: dict[int, int] = {}
+    ranked = _of_logs(logs, "prefixes", lambda df: "rank" in df.columns)
+    if ranked is not None:
+        one = (
+            ranked.select(_LOG, pl.col("rank").cast(pl.Int64))
+            .drop_nulls()
+            .group_by(_LOG)
+            .agg(pl.col("rank").n_unique().alias("n"), pl.col("rank").first())
+        )
+        out.update(one.filter(pl.col("n") == 1).select(_LOG, "rank").iter_rows())
+    paired = _of_logs(logs, "prefixes", lambda df: "rank" not in df.columns and "tp" in df.columns)
+    if paired is not None:
+        pp = pl.col("pp") if "pp" in paired.columns else pl.lit(None)
+        one = (
+            paired.select(_LOG, pp.cast(pl.Int64).alias("pp"), pl.col("tp").cast(pl.Int64))
+            .group_by(_LOG)
+            .agg(
+                pl.struct("pp", "tp").n_unique().alias("n"),
+                pl.col("pp").first(),
+                pl.col("tp").first(),
+            )
+        )
+        single = one.filter((pl.col("n") == 1) & pl.col("tp").is_not_null())
+        out.update((i, (pp or 0) * tp_size + tp) for i, _, pp, tp in single.iter_rows())
+    return out
 
 
 def _file_node(log: EngineLog) -> int | None:

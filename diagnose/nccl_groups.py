@@ -16,6 +16,7 @@ import polars as pl
 
 from diagnose.model import Evidence
 from diagnose.observed import ObservedGroup
+from parsers.lines import labelled
 from parsers.nccl_log import NcclFacts
 
 NET_CLASSES = ("NET/IB", "NET/Socket", "COLLNET")
@@ -35,9 +36,11 @@ class NcclView:
 
 def fact_frame(facts: list[Any], name: str) -> pl.DataFrame:
     """One fact frame of every file (NCCL or PyTorch facts), with a `file` column."""
-    parts = [getattr(f, name).with_columns(file=pl.lit(f.path)) for f in facts]
-    parts = [p for p in parts if not p.is_empty()]
-    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+    kept = [f for f in facts if not getattr(f, name).is_empty()]
+    if not kept:
+        return pl.DataFrame()
+    frames = [getattr(f, name) for f in kept]
+    return labelled(frames, [f.path for f in kept], "file", pl.Utf8, "diagonal_relaxed")
 
 
 def _keyed(comms: pl.DataFrame) -> pl.DataFrame:

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -47,12 +47,16 @@ BATCH_FILES = 64
 # interpreters importing polars and the engines) takes most of a second.
 PARALLEL_BYTES = 256 * 2**20
 FILE_COST_BYTES = 2 * 2**20
+# Scanning goes in groups of files, this many per core, for all cores to finish together.
+SCAN_GROUPS = 8
 # Reading this much takes seconds: enough to deserve a progress bar on a terminal.
 PROGRESS_BYTES = 512 * 2**20
 # Prefix columns that are not coordinates: the first line of each coordinate combination (and
 # host) carries every fact the assembly takes from the prefixes.
 PREFIX_DETAILS = ("line", "ts", "text")
 SAYS_NOTHING = "no engine configuration, rank prefixes, NCCL or PyTorch lines"
+# The lines any parser looks at beyond the scheduler prefixes.
+_WANTED = rare_lines(pl.col("text"), nccl_log.CANDIDATES, torch_dist_log.CANDIDATES)
 # Engine parsers that also come in the two steps of BATCH_BYTES: a scan of each file, then the
 # facts of a batch of scanned files.
 BATCH_PARSERS: dict[Callable[..., object], tuple[Callable[..., Any], Callable[..., list[Any]]]] = {
@@ -95,45 +99,80 @@ def read_inputs(path: Path) -> Inputs:
 
 
 def _read_all(candidates: list[Candidate]) -> list[tuple[InputFile, Inputs]]:
-    """Each file's record and facts, in order, parsed a batch at a time: here when there is
-    little to parse, else by a pool of worker processes and this process together.
-
-    The workers take the biggest batches first and this process the smallest, so that no
-    one is left with a big batch at the end; this process starts at once while the workers
-    are still starting, which is why there is one worker fewer than there are cores.
-    """
+    """Each file's record and facts, in order: read here a batch at a time when there is
+    little to read, else by a pool of worker processes and this process together."""
     size = _size(candidates)
     cores = os.cpu_count() or 1
     if cores < 2 or size + len(candidates) * FILE_COST_BYTES < PARALLEL_BYTES:
         return [result for batch in _batches(candidates) for result in _read_batch(batch)]
-    # A few batches per core at least, for every core to finish at about the same time.
-    batches = list(_batches(candidates, min(BATCH_BYTES, size // (4 * cores) + 1)))
-    order = sorted(range(len(batches)), key=lambda i: -_size(batches[i]))
-    workers = max(1, min(cores - 1, len(batches) - 1))
-    results: list[list[tuple[InputFile, Inputs]]] = [[] for _ in batches]
+    return _read_parallel(candidates, size, cores)
+
+
+def _read_parallel(
+    candidates: list[Candidate], size: int, cores: int
+) -> list[tuple[InputFile, Inputs]]:
+    """_read_all on every core, in the two steps of reading.
+
+    Scanning (every byte of every file) goes in small groups of files, the workers taking
+    the biggest groups first and this process the smallest, so that all finish together.
+    The batch parsers then run over what the scans kept, split evenly between the workers
+    and this process: once at the end, or sooner when the scans kept BATCH_BYTES. This
+    process starts scanning at once while the workers are still starting, which is why
+    there is one worker fewer than there are cores.
+    """
+    groups = list(_batches(candidates, size // (SCAN_GROUPS * cores) + 1))
+    starts = [0]
+    for group in groups:
+        starts.append(starts[-1] + len(group))
+    order = sorted(range(len(groups)), key=lambda i: -_size(groups[i]))
+    workers = max(1, min(cores - 1, len(groups) - 1))
+    done: dict[int, tuple[InputFile, Inputs]] = {}
+    pending: list[Scanned] = []
+
+    def take(scanned: list[Scanned]) -> None:
+        for item in scanned:
+            if item.record is None:
+                pending.append(item)
+            else:
+                done[item.index] = (item.record, item.part)
+
     spawn = multiprocessing.get_context("spawn")
     with (
         _environment(POLARS_MAX_THREADS=str(max(1, cores // (workers + 1)))),
         ProcessPoolExecutor(workers, mp_context=spawn) as pool,
         _progress(size) as advance,
     ):
-        running: dict[Future[list[tuple[InputFile, Inputs]]], int] = {}
-        while order or running:
-            # Two batches queued per worker: one to run, one waiting for it.
-            while len(order) > 1 and len(running) < 2 * workers:
+        scanning: dict[Future[list[Scanned]], int] = {}
+        finishing: set[Future[list[Scanned]]] = set()
+
+        def finish_pending() -> None:
+            parts = [pending[i :: workers + 1] for i in range(workers + 1)]
+            finishing.update(pool.submit(_finish_safely, part) for part in parts[1:] if part)
+            pending.clear()
+            take(_finish_safely(parts[0]))
+
+        while order or scanning or finishing or pending:
+            # Two groups queued per worker: one to scan, one waiting for it.
+            while len(order) > 1 and len(scanning) < 2 * workers:
                 i = order.pop(0)
-                running[pool.submit(_read_batch, batches[i])] = i
+                scanning[pool.submit(_scan_each, groups[i], starts[i])] = i
             if order:
                 i = order.pop()
-                results[i] = _read_batch(batches[i])
-                advance(_size(batches[i]))
-            else:
-                wait(running, return_when=FIRST_COMPLETED)
-            for future in [f for f in running if f.done()]:
-                i = running.pop(future)
-                results[i] = future.result()
-                advance(_size(batches[i]))
-    return [result for batch in results for result in batch]
+                take(_scan_each(groups[i], starts[i]))
+                advance(_size(groups[i]))
+            elif pending and not scanning:
+                finish_pending()
+            elif scanning or finishing:
+                wait([*scanning, *finishing], return_when=FIRST_COMPLETED)
+            for future in [f for f in scanning if f.done()]:
+                take(future.result())
+                advance(_size(groups[scanning.pop(future)]))
+            for future in [f for f in finishing if f.done()]:
+                finishing.discard(future)
+                take(future.result())
+            if sum(item.kept for item in pending) >= BATCH_BYTES:
+                finish_pending()
+    return [done[i] for i in range(len(candidates))]
 
 
 def _batches(candidates: list[Candidate], most: int = BATCH_BYTES) -> Iterator[list[Candidate]]:
@@ -181,59 +220,100 @@ def _progress(total: int) -> Iterator[Callable[[int], None]]:
 
 
 def _read_batch(cands: list[Candidate]) -> list[tuple[InputFile, Inputs]]:
-    """Each file's record and facts, the parsers run once over the whole batch. Should a
-    file make that fail, the files are read one by one instead, so that the failure is that
-    file's alone and the others are read as they would be on their own."""
-    if len(cands) > 1:
-        with suppress(Exception):
-            return _read_together(cands)
-    return [_read_alone(cand) for cand in cands]
+    """Each file's record and facts, the batch parsers run once over the whole batch."""
+    settled = _finish_safely(_scan_each(cands, 0))
+    return [(item.record, item.part) for item in settled if item.record is not None]
 
 
-def _read_together(cands: Sequence[Candidate]) -> list[tuple[InputFile, Inputs]]:
-    """_read_alone of each file, with every parser run once over the batch.
+@dataclass
+class Scanned:
+    """A file after the first step of reading: its record and facts once they are settled,
+    else what the second step needs: the lines any batch parser looks at (`picked`), and
+    the engine's scan (when its parser comes in two steps) or its log."""
 
-    One file at a time is in memory: its engine's scan (or whole parser) reads it, and one
-    scan picks the lines any parser looks at beyond the scheduler prefixes (a scan for
-    several words costs hardly more than a scan for one). The NCCL, PyTorch and engine facts
-    then come from those lines of all the files at once.
-    """
-    wanted = rare_lines(pl.col("text"), nccl_log.CANDIDATES, torch_dist_log.CANDIDATES)
-    parts = [Inputs() for _ in cands]
-    records: dict[int, InputFile] = {}
-    picked: dict[int, pl.DataFrame] = {}
-    logs: dict[int, EngineLog] = {}
-    scans: dict[Callable[..., object], list[tuple[int, Any]]] = {}
-    for i, (cand, part) in enumerate(zip(cands, parts, strict=True)):
-        frame = _opened(cand, part)
-        if isinstance(frame, InputFile):
-            records[i] = frame
-            continue
-        picked[i] = frame.filter(wanted)
-        if cand.engine is None:
-            continue
+    index: int
+    cand: Candidate
+    part: Inputs
+    record: InputFile | None = None
+    picked: pl.DataFrame | None = None
+    scan: Any = None
+    log: EngineLog | None = None
+
+    @property
+    def kept(self) -> int:
+        """Bytes held until the second step."""
+        return 0 if self.picked is None else int(self.picked.estimated_size())
+
+
+def _scan_each(cands: Sequence[Candidate], first: int) -> list[Scanned]:
+    """The first step for each file (`first` is the index of the first one). A file whose
+    scan fails is read on its own instead, so that the failure is that file's alone."""
+    out = []
+    for index, cand in enumerate(cands, first):
+        try:
+            out.append(_scan(cand, index))
+        except Exception:  # read alone: recorded (or raised) there
+            record, part = _read_alone(cand)
+            out.append(Scanned(index, cand, part, record))
+    return out
+
+
+def _scan(cand: Candidate, index: int) -> Scanned:
+    """The only step that holds a whole file: read it, keep the lines any parser looks at
+    beyond the scheduler prefixes (one scan for all their words costs hardly more than a scan
+    for one), and let its engine scan it (or parse it whole)."""
+    part = Inputs()
+    frame = _opened(cand, part)
+    if isinstance(frame, InputFile):
+        return Scanned(index, cand, part, frame)
+    item = Scanned(index, cand, part, picked=frame.filter(_WANTED))
+    if cand.engine is not None:
         parse = registry.engine(cand.engine).parse_log
         if parse in BATCH_PARSERS:
             scan, _ = BATCH_PARSERS[parse]
-            found = scan(frame, cand.display, distinct_prefixes=True, candidates=picked[i])
-            scans.setdefault(parse, []).append((i, found))
+            item.scan = scan(frame, cand.display, distinct_prefixes=True, candidates=item.picked)
         else:
-            logs[i] = _engine_log(parse, cand, frame)
-    for parse, scanned in scans.items():
+            item.log = _engine_log(parse, cand, frame)
+    return item
+
+
+def _finish_safely(scanned: list[Scanned]) -> list[Scanned]:
+    """_finish, or when the batch makes it fail, each file read on its own instead, so that
+    the failure is that file's alone and the others are read as they would be on their own."""
+    try:
+        return _finish(scanned)
+    except Exception:  # read alone: recorded (or raised) there
+        out = []
+        for item in scanned:
+            if item.record is None:
+                record, part = _read_alone(item.cand)
+                item = Scanned(item.index, item.cand, part, record)
+            out.append(item)
+        return out
+
+
+def _finish(scanned: list[Scanned]) -> list[Scanned]:
+    """The second step: the engines' and the NCCL and PyTorch facts of the scanned files, each
+    batch parser run once over all of them; every file comes back settled."""
+    open_ = [item for item in scanned if item.record is None]
+    by_parser: dict[Callable[..., object], list[Scanned]] = {}
+    for item in open_:
+        if item.scan is not None:
+            by_parser.setdefault(registry.engine(item.cand.engine).parse_log, []).append(item)  # type: ignore[arg-type]
+    for parse, items in by_parser.items():
         _, finish = BATCH_PARSERS[parse]
-        finished = finish([found for _, found in scanned])
-        logs.update(zip((i for i, _ in scanned), finished, strict=True))
-    said = dict.fromkeys(picked, False)
-    for i in sorted(logs):
-        if _says_anything(logs[i]):
-            parts[i].logs.append(_first_prefixes(logs[i]))
-            said[i] = True
-    pairs = [(picked[i], cands[i].display) for i in picked]
-    distributed = zip(picked, parse_nccl_files(pairs), parse_torch_dist_files(pairs), strict=True)
-    for i, nccl, torch in distributed:
-        said[i] = _keep_distributed(parts[i], nccl, torch) or said[i]
-        records[i] = _said(cands[i], said[i])
-    return [(records[i], part) for i, part in enumerate(parts)]
+        for item, log in zip(items, finish([item.scan for item in items]), strict=True):
+            item.log = log
+    pairs = [(item.picked, item.cand.display) for item in open_]
+    facts = zip(open_, parse_nccl_files(pairs), parse_torch_dist_files(pairs), strict=True)  # type: ignore[arg-type]
+    for item, nccl, torch in facts:
+        said = item.log is not None and _says_anything(item.log)
+        if said:
+            item.part.logs.append(_first_prefixes(item.log))  # type: ignore[arg-type]
+        said = _keep_distributed(item.part, nccl, torch) or said
+        item.record = _said(item.cand, said)
+        item.picked, item.scan, item.log = None, None, None
+    return scanned
 
 
 def _opened(cand: Candidate, found: Inputs) -> InputFile | pl.DataFrame:
