@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 import os
+import queue
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -47,8 +48,10 @@ BATCH_FILES = 64
 # interpreters importing polars and the engines) takes most of a second.
 PARALLEL_BYTES = 256 * 2**20
 FILE_COST_BYTES = 2 * 2**20
+# What a worker sends when it has read all it claimed.
+DONE = "done"
 # Scanning goes in groups of files, this many per core, for all cores to finish together.
-SCAN_GROUPS = 8
+SCAN_GROUPS = 32
 # Reading this much takes seconds: enough to deserve a progress bar on a terminal.
 PROGRESS_BYTES = 512 * 2**20
 # Prefix columns that are not coordinates: the first line of each coordinate combination (and
@@ -111,68 +114,138 @@ def _read_all(candidates: list[Candidate]) -> list[tuple[InputFile, Inputs]]:
 def _read_parallel(
     candidates: list[Candidate], size: int, cores: int
 ) -> list[tuple[InputFile, Inputs]]:
-    """_read_all on every core, in the two steps of reading.
-
-    Scanning (every byte of every file) goes in small groups of files, the workers taking
-    the biggest groups first and this process the smallest, so that all finish together.
-    The batch parsers then run over what the scans kept, split evenly between the workers
-    and this process: once at the end, or sooner when the scans kept BATCH_BYTES. This
-    process starts scanning at once while the workers are still starting, which is why
-    there is one worker fewer than there are cores.
+    """_read_all on every core: worker processes and this process claim groups of files
+    from the two ends of one list, the workers the biggest groups first and this process
+    the smallest, so that all finish together; each runs the batch parsers over what it
+    scanned itself (sending scanned lines between processes costs more than parsing them).
+    This process starts at once while the workers are still starting, which is why there is
+    one worker fewer than there are cores.
     """
     groups = list(_batches(candidates, size // (SCAN_GROUPS * cores) + 1))
-    starts = [0]
-    for group in groups:
-        starts.append(starts[-1] + len(group))
+    starts = [sum(len(group) for group in groups[:i]) for i in range(len(groups))]
     order = sorted(range(len(groups)), key=lambda i: -_size(groups[i]))
-    workers = max(1, min(cores - 1, len(groups) - 1))
-    done: dict[int, tuple[InputFile, Inputs]] = {}
-    pending: list[Scanned] = []
-
-    def take(scanned: list[Scanned]) -> None:
-        for item in scanned:
-            if item.record is None:
-                pending.append(item)
-            else:
-                done[item.index] = (item.record, item.part)
-
+    plan = _Plan(groups, starts, order)
     spawn = multiprocessing.get_context("spawn")
-    with (
-        _environment(POLARS_MAX_THREADS=str(max(1, cores // (workers + 1)))),
-        ProcessPoolExecutor(workers, mp_context=spawn) as pool,
-        _progress(size) as advance,
-    ):
-        scanning: dict[Future[list[Scanned]], int] = {}
-        finishing: set[Future[list[Scanned]]] = set()
+    claims = _Claims(spawn, len(order))
+    results = spawn.Queue()
+    workers = max(1, min(cores - 1, len(groups) - 1))
+    with _environment(POLARS_MAX_THREADS=str(max(1, cores // (workers + 1)))):
+        processes = _start_workers(spawn, workers, (plan, claims, results))
+    done: dict[int, tuple[InputFile, Inputs]] = {}
+    finished = [0]
+    try:
+        with _progress(size) as advance, _one_core():
 
-        def finish_pending() -> None:
-            parts = [pending[i :: workers + 1] for i in range(workers + 1)]
-            finishing.update(pool.submit(_finish_safely, part) for part in parts[1:] if part)
-            pending.clear()
-            take(_finish_safely(parts[0]))
+            def store(read: int, settled: list[Scanned]) -> None:
+                done.update((item.index, (item.record, item.part)) for item in settled)  # type: ignore[misc]
+                advance(read)
 
-        while order or scanning or finishing or pending:
-            # Two groups queued per worker: one to scan, one waiting for it.
-            while len(order) > 1 and len(scanning) < 2 * workers:
-                i = order.pop(0)
-                scanning[pool.submit(_scan_each, groups[i], starts[i])] = i
-            if order:
-                i = order.pop()
-                take(_scan_each(groups[i], starts[i]))
-                advance(_size(groups[i]))
-            elif pending and not scanning:
-                finish_pending()
-            elif scanning or finishing:
-                wait([*scanning, *finishing], return_when=FIRST_COMPLETED)
-            for future in [f for f in scanning if f.done()]:
-                take(future.result())
-                advance(_size(groups[scanning.pop(future)]))
-            for future in [f for f in finishing if f.done()]:
-                finishing.discard(future)
-                take(future.result())
-            if sum(item.kept for item in pending) >= BATCH_BYTES:
-                finish_pending()
+            def take(message: Any) -> None:
+                finished[0] += _received(message, store)
+
+            def here(read: int, settled: list[Scanned]) -> None:
+                store(read, settled)
+                while not results.empty():
+                    take(results.get())
+
+            _read_claimed(plan, claims, False, here)
+            while finished[0] < workers:
+                take(_next_message(results, processes))
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
     return [done[i] for i in range(len(candidates))]
+
+
+@dataclass
+class _Plan:
+    """The groups of files to read, the index of each group's first file, and the order
+    in which they are claimed from the front (biggest first)."""
+
+    groups: list[list[Candidate]]
+    starts: list[int]
+    order: list[int]
+
+
+class _Claims:
+    """Which groups are left: the workers take from the front of the plan's order, this
+    process from the back, under one lock shared by all the processes."""
+
+    def __init__(self, context: Any, count: int) -> None:
+        self.lock = context.Lock()
+        self.front = context.Value("i", 0, lock=False)
+        self.back = context.Value("i", count, lock=False)
+
+    def next(self, front: bool) -> int | None:
+        """The position in the order of the next group to read, None when all are taken."""
+        with self.lock:
+            if self.front.value >= self.back.value:
+                return None
+            if front:
+                self.front.value += 1
+                return self.front.value - 1
+            self.back.value -= 1
+            return self.back.value
+
+
+def _read_claimed(
+    plan: _Plan, claims: _Claims, front: bool, report: Callable[[int, list[Scanned]], None]
+) -> None:
+    """Scan claimed groups until none is left, then run the batch parsers over what the
+    scans kept (sooner when they kept BATCH_BYTES); `report` gets the bytes read and the
+    files settled."""
+    kept: list[Scanned] = []
+    while (position := claims.next(front)) is not None:
+        i = plan.order[position]
+        scanned = _scan_each(plan.groups[i], plan.starts[i])
+        kept += [item for item in scanned if item.record is None]
+        settled = [item for item in scanned if item.record is not None]
+        if sum(item.kept for item in kept) >= BATCH_BYTES:
+            settled += _finish_safely(kept)
+            kept = []
+        report(_size(plan.groups[i]), settled)
+    report(0, _finish_safely(kept))
+
+
+def _start_workers(context: Any, count: int, args: tuple[Any, ...]) -> list[Any]:
+    processes = [context.Process(target=_worker, args=args, daemon=True) for _ in range(count)]
+    for process in processes:
+        process.start()
+    return processes
+
+
+def _worker(plan: _Plan, claims: _Claims, results: Any) -> None:
+    """A worker process: _read_claimed from the front, every report sent to this process,
+    then DONE (or the traceback that stopped it)."""
+    try:
+        _read_claimed(plan, claims, True, lambda read, settled: results.put((read, settled)))
+        results.put(DONE)
+    except BaseException:
+        results.put(traceback.format_exc())
+
+
+def _received(message: Any, store: Callable[[int, list[Scanned]], None]) -> int:
+    """Take one worker message: 1 when it says the worker is done, else 0 (its report
+    stored); a worker's traceback is raised here."""
+    if message == DONE:
+        return 1
+    if isinstance(message, str):
+        raise RuntimeError(f"a worker reading the logs failed:\n{message}")
+    store(*message)
+    return 0
+
+
+def _next_message(results: Any, processes: list[Any]) -> Any:
+    """The next worker message; an error when every worker died without a word."""
+    while True:
+        try:
+            return results.get(timeout=0.5)
+        except queue.Empty:
+            if all(process.exitcode is not None for process in processes):
+                codes = ", ".join(str(process.exitcode) for process in processes)
+                raise RuntimeError(f"a worker reading the logs died (exit code {codes})") from None
 
 
 def _batches(candidates: list[Candidate], most: int = BATCH_BYTES) -> Iterator[list[Candidate]]:
@@ -207,6 +280,23 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def _one_core() -> Iterator[None]:
+    """Keep this process (all its polars threads) on one core meanwhile, where the system
+    allows it: the workers own the others, and polars threads idling beside a busy worker
+    still take some of its time."""
+    pin = getattr(os, "sched_setaffinity", None)
+    cores = os.sched_getaffinity(0) if pin else set()
+    if pin is None or len(cores) < 2:
+        yield
+        return
+    pin(0, {min(cores)})
+    try:
+        yield
+    finally:
+        pin(0, cores)
 
 
 @contextmanager

@@ -95,20 +95,35 @@ def test_batches_read_like_single_files(logdir: Path, monkeypatch: pytest.Monkey
 
 def test_workers_read_like_this_process(logdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     here = read_inputs(logdir)
-    pools = []
+    started = []
 
-    class Pool(reading.ProcessPoolExecutor):
-        def __init__(self, workers: int, **kwargs: Any) -> None:
-            pools.append((workers, os.environ.get("POLARS_MAX_THREADS")))
-            super().__init__(workers, **kwargs)
+    def start(context: Any, count: int, args: tuple[Any, ...]) -> list[Any]:
+        started.append((count, os.environ.get("POLARS_MAX_THREADS")))
+        return start_workers(context, count, args)
 
-    monkeypatch.setattr(reading, "ProcessPoolExecutor", Pool)
+    start_workers = reading._start_workers
+    monkeypatch.setattr(reading, "_start_workers", start)
     monkeypatch.setattr(reading, "PARALLEL_BYTES", 0)
     monkeypatch.setattr(reading.os, "cpu_count", lambda: 2)
     monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
     assert _plain(read_inputs(logdir)) == _plain(here)
-    assert pools == [(1, "1")]
+    assert started == [(1, "1")]
     assert "POLARS_MAX_THREADS" not in os.environ
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(
+    logdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def start(context: Any, count: int, args: tuple[Any, ...]) -> list[Any]:
+        process = context.Process(target=os._exit, args=(3,), daemon=True)
+        process.start()
+        return [process]
+
+    monkeypatch.setattr(reading, "_start_workers", start)
+    monkeypatch.setattr(reading, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(reading.os, "cpu_count", lambda: 2)
+    with pytest.raises(RuntimeError, match="exit code 3"):
+        read_inputs(logdir)
 
 
 def test_a_failing_batch_is_read_again_file_by_file(
