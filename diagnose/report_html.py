@@ -285,7 +285,7 @@ def _rank_map(
     drawn = [g for g in groups if g.get("cut") != "world"]
     unplaced = sorted({r for g in drawn for ranks in g["ranks"] for r in ranks} - ranks_seen)
     boxes, width, height = _boxes(nodes, unplaced, gpus, geo)
-    kinds = [_map_kind(group, labels, boxes, coords, replicas) for group in _by_cut(drawn)]
+    kinds = [_map_kind(g, labels, boxes, coords, replicas, geo) for g in _by_cut(drawn)]
     kinds.sort(key=lambda k: k["trivial"])  # kinds that split nothing last: grey, uneventful
     return {
         "kinds": kinds,
@@ -370,6 +370,7 @@ def _map_kind(
     boxes: list[dict[str, Any]],
     coords: dict[str, str],
     replicas: int,
+    geo: dict[str, int],
 ) -> dict[str, Any]:
     """One kind's colouring of the shared boxes, its legend and its node-crossing verdict."""
     header = _group_header(group, labels)
@@ -382,8 +383,7 @@ def _map_kind(
         for c in box["cells"]:
             p = c["p"]
             if p is None:
-                title = f"idle GPU {c['gpu']}"
-                cells.append({**c, "cls": "idle", "rank": None, "g": None, "title": title})
+                cells.append(_cell_svg(c, geo, "idle", f"idle GPU {c['gpu']}"))
                 continue
             g = member.get(p["rank"])
             replica = p.get("replica") or 0
@@ -395,17 +395,8 @@ def _map_kind(
                 cls = f"c{g % len(PALETTE)}" + (" x" if g in crossing else "")
             coord = coords.get(str(p["rank"])) or f"rank {p['rank']}"
             title = f"{coord} · replica {replica}" if replicas > 1 else coord
-            cells.append(
-                {
-                    **c,
-                    "cls": cls,
-                    "rank": p["rank"],
-                    "g": g,
-                    "replica": replica,
-                    "sub": _cell_sub(g, trivial, replica, replicas),
-                    "title": title,
-                }
-            )
+            sub = _cell_sub(g, trivial, replica, replicas)
+            cells.append(_cell_svg(c, geo, cls, title, p["rank"], g, replica, sub))
     legend = [] if trivial else _rank_lists(group)[:LEGEND_HEAD]
     term = _term(header)
     return {
@@ -415,10 +406,43 @@ def _map_kind(
         "explanation": group.get("explanation") or "",
         "formula": group.get("formula") or "",
         "trivial": trivial,
-        "cells": cells,
+        "cells_svg": Markup("".join(cells)),
         "legend": legend,
         "legend_more": header["count"] - len(legend) if legend else 0,
     }
+
+
+def _cell_svg(
+    c: dict[str, Any],
+    geo: dict[str, int],
+    cls: str,
+    title: str,
+    rank: int | None = None,
+    g: int | None = None,
+    replica: int = 0,
+    sub: str = "",
+) -> str:
+    """One GPU cell of a rank map. Written here rather than in the template: a map of
+    thousands of ranks has tens of thousands of cells, and a template loop takes most of
+    the report's rendering time on them."""
+    data = ""
+    if rank is not None:
+        group = f' data-g="{g}"' if g is not None else ""
+        data = f' data-r="{rank}"{group} data-rep="{replica}"'
+    text = ""
+    if geo is FULL:
+        mid = _format_number(c["w"] / 2)
+        if rank is None:
+            text = f'<text x="{mid}" y="22" class="gs">idle</text>'
+        else:
+            text = f'<text x="{mid}" y="16" class="rn">{rank}</text>'
+            if sub:
+                text += f'<text x="{mid}" y="29" class="gs">{escape(sub)}</text>'
+    return (
+        f'<g class="cell {escape(cls)}"{data} transform="translate({_format_number(c["x"])} '
+        f'{c["y"]})"><title>{escape(title)}</title><rect width="{_format_number(c["w"])}" '
+        f'height="{geo["ch"]}" rx="3"/>{text}</g>\n'
+    )
 
 
 def _cell_sub(g: int | None, trivial: bool, replica: int, replicas: int) -> str:

@@ -215,7 +215,8 @@ def traffic(traces: list[KinetoTrace], kind_of: KindOf) -> dict[str, Any]:
             pl.col("rank").drop_nulls().alias("ranks"),
             pl.struct("rank", "calls", "bytes", "time_us").alias("per_rank"),
         )
-        .sort("bytes", "calls", descending=True)
+        # Ties in the same order on every run (group_by gives them in any order).
+        .sort("bytes", "calls", "group_kind", "op", descending=[True, True, False, False])
     )
     return {
         "per_group": per_group.to_dicts(),
