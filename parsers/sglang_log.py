@@ -274,11 +274,19 @@ def _continued(body: pl.DataFrame, start: int, end: int) -> set[int]:
 
 
 def _between(body: pl.DataFrame, start: int, end: int) -> pl.DataFrame:
-    """The rows of lines `start` to `end`, found by bisecting the (ascending) line numbers
-    instead of testing every row of a big log."""
+    """The rows of lines `start` to `end`, found from the (ascending) line numbers instead of
+    by testing every row of a big log: by offset when no line is missing (a log as read),
+    else by bisecting."""
+    if body.is_empty():
+        return body
     lines = body["line"]
-    first, stop = lines.search_sorted(start, "left"), lines.search_sorted(end, "right")
-    return body.slice(first, stop - first)
+    low = lines[0]
+    if lines[-1] - low + 1 == body.height:
+        first, stop = start - low, end - low + 1
+    else:
+        first, stop = lines.search_sorted(start, "left"), lines.search_sorted(end, "right")
+    first = min(max(first, 0), body.height)
+    return body.slice(first, min(max(stop, first), body.height) - first)
 
 
 def _blocks(triggers: list[int], continued: set[int], last: int) -> list[int]:
