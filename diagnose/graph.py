@@ -7,6 +7,7 @@ this group touch" become neighbourhood walks.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from diagnose.model import Layout
@@ -15,12 +16,17 @@ if TYPE_CHECKING:
     import networkx as nx
 
 
-def build(layout: Layout) -> nx.Graph:
-    """The layout's graph. networkx is imported here, when a layout is analysed: importing
-    it takes a fifth of a second, more than building the graph of a thousand ranks."""
-    import networkx as nx
+def networkx() -> ModuleType:
+    """networkx, imported when a layout is first analysed rather than with the command line:
+    importing it takes a fifth of a second, more than building the graph of a thousand
+    ranks, so callers with time to spare may import it ahead."""
+    import networkx
 
-    g = nx.Graph()
+    return networkx
+
+
+def build(layout: Layout) -> nx.Graph:
+    g = networkx().Graph()
     for p in layout.placement:
         rank = ("rank", p.replica, p.rank)
         g.add_node(rank, gpu=p.gpu, node=p.node)

@@ -80,8 +80,11 @@ class Inputs:
     dumps: list[FRDump] = field(default_factory=list)
 
 
-def read_inputs(path: Path) -> Inputs:
+def read_inputs(path: Path, idle: Callable[[], object] | None = None) -> Inputs:
     """Parse every file under `path`; each one is accounted for in `files`.
+
+    `idle` is work for later that this process may do when it has read its share of the
+    files while workers still read theirs (it is called at most once, maybe not at all).
 
     Big directories are parsed on every core, with a progress bar on a terminal when that
     takes a while; files, logs and facts keep the directory's order either way. The workers
@@ -90,7 +93,7 @@ def read_inputs(path: Path) -> Inputs:
     """
     candidates = discover(path) if path.is_dir() else [single_file(path)]
     found = Inputs()
-    for record, part in _read_all(candidates):
+    for record, part in _read_all(candidates, idle):
         found.files.append(record)
         found.logs += part.logs
         found.models += part.models
@@ -101,18 +104,20 @@ def read_inputs(path: Path) -> Inputs:
     return found
 
 
-def _read_all(candidates: list[Candidate]) -> list[tuple[InputFile, Inputs]]:
+def _read_all(
+    candidates: list[Candidate], idle: Callable[[], object] | None
+) -> list[tuple[InputFile, Inputs]]:
     """Each file's record and facts, in order: read here a batch at a time when there is
     little to read, else by a pool of worker processes and this process together."""
     size = _size(candidates)
     cores = os.cpu_count() or 1
     if cores < 2 or size + len(candidates) * FILE_COST_BYTES < PARALLEL_BYTES:
         return [result for batch in _batches(candidates) for result in _read_batch(batch)]
-    return _read_parallel(candidates, size, cores)
+    return _read_parallel(candidates, size, cores, idle)
 
 
 def _read_parallel(
-    candidates: list[Candidate], size: int, cores: int
+    candidates: list[Candidate], size: int, cores: int, idle: Callable[[], object] | None
 ) -> list[tuple[InputFile, Inputs]]:
     """_read_all on every core: worker processes and this process claim groups of files
     from the two ends of one list, the workers the biggest groups first and this process
@@ -149,6 +154,8 @@ def _read_parallel(
                     take(results.get())
 
             _read_claimed(plan, claims, False, here)
+            if idle is not None and finished[0] < workers:
+                idle()
             while finished[0] < workers:
                 take(_next_message(results, processes))
     finally:

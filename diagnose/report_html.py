@@ -21,9 +21,10 @@ import hashlib
 import json
 import math
 import re
+from functools import cache
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from markupsafe import Markup, escape
 
 from diagnose.glossary import Term, find_term
@@ -108,6 +109,13 @@ TRAFFIC_GROUP_ROWS = 200
 
 def render_html(result: dict[str, Any]) -> str:
     """Render the result document as a complete HTML5 page (inline CSS/SVG/JS, nothing else)."""
+    return template().render(page=_page(result), palette=PALETTE)
+
+
+@cache
+def template() -> Template:
+    """The report's template, compiled once (a tenth of a second): callers with time to
+    spare, such as a command waiting for its workers, may compile it ahead."""
     env = Environment(
         loader=FileSystemLoader(str(templates_dir())),
         autoescape=select_autoescape(("html", "j2"), default_for_string=True, default=True),
@@ -119,7 +127,7 @@ def render_html(result: dict[str, Any]) -> str:
     env.filters["bytes"] = _format_bytes
     env.filters["num"] = _format_number
     env.filters["ticks"] = _ticks
-    return env.get_template("report.html.j2").render(page=_page(result), palette=PALETTE)
+    return env.get_template("report.html.j2")
 
 
 def _page(result: dict[str, Any]) -> dict[str, Any]:

@@ -106,8 +106,10 @@ def test_workers_read_like_this_process(logdir: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(reading, "PARALLEL_BYTES", 0)
     monkeypatch.setattr(reading.os, "cpu_count", lambda: 2)
     monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
-    assert _plain(read_inputs(logdir)) == _plain(here)
+    idled: list[bool] = []
+    assert _plain(read_inputs(logdir, idle=lambda: idled.append(True))) == _plain(here)
     assert started == [(1, "1")]
+    assert len(idled) <= 1  # once, when this process had to wait for the worker
     assert "POLARS_MAX_THREADS" not in os.environ
 
 
