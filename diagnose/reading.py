@@ -15,7 +15,7 @@ import queue
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -296,14 +296,16 @@ def _one_core() -> Iterator[None]:
     still take some of its time."""
     pin = getattr(os, "sched_setaffinity", None)
     cores = os.sched_getaffinity(0) if pin else set()
-    if pin is None or len(cores) < 2:
-        yield
-        return
-    pin(0, {min(cores)})
+    pinned = False
+    if pin is not None and len(cores) > 1:
+        with suppress(OSError):  # not allowed in some containers: read unpinned
+            pin(0, {min(cores)})
+            pinned = True
     try:
         yield
     finally:
-        pin(0, cores)
+        if pinned:
+            pin(0, cores)  # type: ignore[misc]
 
 
 @contextmanager
