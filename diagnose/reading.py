@@ -1,9 +1,13 @@
 """Read a log directory: every file discovered, parsed and accounted for.
 
-This is the only stage that touches every byte of the inputs, so it runs on every core:
-batches of files go to worker processes and to this one. Workers import this module and
-the parsers alone, not the analysis (rules, graphs), because on two cores every tenth of a
-second a worker spends starting is a tenth of the whole run.
+This is the only stage that touches every byte of the inputs, so a big directory is read
+on every core: groups of files go to worker processes and to this one. Reading a file comes
+in two steps: a scan (the only step that holds the whole file) keeps the few lines any
+parser looks at beyond the scheduler prefixes, then the batch parsers turn the kept lines
+of many files into facts at once, since a polars call costs about as much on a few hundred
+lines as on ten thousand. Workers import this module and the parsers alone, not the
+analysis (rules, graphs): on two cores every tenth of a second a worker spends starting is
+a fiftieth of the whole run.
 """
 
 from __future__ import annotations
@@ -37,15 +41,15 @@ from parsers.nccl_log import NcclFacts, parse_nccl, parse_nccl_files
 from parsers.sglang_log import parse_sglang_log, rare_lines, scan_sglang_log, sglang_logs
 from parsers.torch_dist_log import TorchDistFacts, parse_torch_dist, parse_torch_dist_files
 
-# Files are parsed in batches of up to this many bytes and files: one pass over each file's
-# lines keeps the few that matter, then each parser runs once per batch on those, so that its
-# fixed cost (some milliseconds of polars calls, whatever the file's size) is shared.
+# The batch parsers run over the lines kept from up to this many bytes and files at once
+# (sooner when the kept lines reach BATCH_BYTES), so that their fixed cost (tens of
+# milliseconds of polars calls, whatever the size) is shared while memory stays bounded.
 BATCH_BYTES = 256 * 2**20
 BATCH_FILES = 64
 # Directories whose parsing costs at least this much (bytes, plus FILE_COST_BYTES per file
-# for the fixed part) are parsed by one single-threaded worker process per core, at about
-# twice the rate of polars' own threads in this process; but starting the workers (fresh
-# interpreters importing polars and the engines) takes most of a second.
+# for the fixed part) are read by single-threaded worker processes beside this one, at about
+# twice the rate of polars' own threads in one process; but starting a worker (a fresh
+# interpreter importing polars and the engines) takes a third of a second.
 PARALLEL_BYTES = 256 * 2**20
 FILE_COST_BYTES = 2 * 2**20
 # What a worker sends when it has read all it claimed.
@@ -60,8 +64,8 @@ PREFIX_DETAILS = ("line", "ts", "text")
 SAYS_NOTHING = "no engine configuration, rank prefixes, NCCL or PyTorch lines"
 # The lines any parser looks at beyond the scheduler prefixes.
 _WANTED = rare_lines(pl.col("text"), nccl_log.CANDIDATES, torch_dist_log.CANDIDATES)
-# Engine parsers that also come in the two steps of BATCH_BYTES: a scan of each file, then the
-# facts of a batch of scanned files.
+# Engine parsers that also come in the two steps of reading: a scan of each file, then the
+# facts of many scanned files at once.
 BATCH_PARSERS: dict[Callable[..., object], tuple[Callable[..., Any], Callable[..., list[Any]]]] = {
     parse_sglang_log: (scan_sglang_log, sglang_logs)
 }
