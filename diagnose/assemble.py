@@ -8,7 +8,7 @@ report them instead of silently picking one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -75,23 +75,20 @@ def _command_evidence(cmd: LaunchCommand, name: str) -> Evidence:
     return Evidence(cmd.file or "command line", cmd.line, clip_around(cmd.text, flag), "launch")
 
 
-EvidenceMaker = Callable[[], Evidence | None]
+# One input's values and how to show the line behind one of them (made only when shown).
+ValueSource = tuple[dict[str, Param], Callable[[str], Evidence | None]]
 
 
-def _sources(
-    logs: list[EngineLog], commands: list[LaunchCommand]
-) -> Iterable[tuple[str, Any, Param, EvidenceMaker]]:
-    """(name, value, param, evidence maker) of every value any input gives, lowest priority
-    first. Evidence is made only for the few sources shown: a directory of 128 dumps holds
-    some 40 000 values, and cutting each one's line to size is most of the assembly's time."""
-    for cmd in commands:
-        for name, p in cmd.params.items():
-            yield name, p.value, p, partial(_command_evidence, cmd, name)
-    for log in logs:
-        if log.config_line is None:
-            continue
-        for name, p in log.config.items():
-            yield name, p.value, p, partial(_dump_evidence, log, name)
+def _sources(logs: list[EngineLog], commands: list[LaunchCommand]) -> list[ValueSource]:
+    """Every input that gives values (launch commands, then configuration dumps), lowest
+    priority first."""
+    found: list[ValueSource] = [
+        (cmd.params, partial(_command_evidence, cmd)) for cmd in commands if cmd.params
+    ]
+    found += [
+        (log.config, partial(_dump_evidence, log)) for log in logs if log.config_line is not None
+    ]
+    return found
 
 
 def assemble(
@@ -103,23 +100,23 @@ def assemble(
     """Merge all inputs of one job; `commands` are extra launch commands (pre-flight).
 
     Inputs that give different values to a `compared` parameter (the engine's layout
-    parameters) are recorded as conflicts.
+    parameters) are recorded as conflicts. Work goes per input and per parameter name, not
+    per value: a directory of 128 dumps holds some 40 000 values, and evidence is made only
+    for the few that are shown.
     """
     out = Assembled()
     all_commands = [c for log in logs for c in log.commands] + list(commands or [])
-    seen: dict[str, list[tuple[Any, EvidenceMaker]]] = {}
-    makers: dict[str, list[EvidenceMaker]] = {}
-    for name, value, param, make in _sources(logs, all_commands):
-        out.params[name] = param
-        makers.setdefault(name, []).append(make)
-        if name in compared:
-            seen.setdefault(name, []).append((value, make))
-    for name, values in seen.items():
+    sources = _sources(logs, all_commands)
+    for params, _ in sources:
+        out.params.update(params)
+    for name in [name for name in out.params if name in compared]:
+        values = [(params[name].value, show) for params, show in sources if name in params]
         if len({repr(v) for v, _ in values}) > 1:
-            shown = [(v, make()) for v, make in values[:8]]
+            shown = [(v, show(name)) for v, show in values[:8]]
             out.conflicts.append((name, [(v, e) for v, e in shown if e is not None]))
-    for name, found in makers.items():
-        made = (make() for make in reversed(found))  # the winning source first
+    for name in out.params:
+        # the winning source first
+        made = (show(name) for params, show in reversed(sources) if name in params)
         out.param_evidence[name] = list(islice((e for e in made if e is not None), 3))
     _rewrites_from_warnings(out, [e for log in logs for e in log.events if e.kind == "rewrite"])
     out.version = next((log.version for log in logs if log.version), None)
