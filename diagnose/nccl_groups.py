@@ -158,13 +158,13 @@ def _links(
         on=["host", "pid", "comm"],
         how="left",
     )
-    ends = member.select(
-        "key",
-        pl.col("rank").alias("local"),
-        pl.col("host").alias("peer_host"),
-        pl.struct("host", "pid")
-        .map_elements(lambda s: rank_of.get((s["host"], s["pid"])), return_dtype=pl.Int64)
-        .alias("global"),
+    globals_ = pl.DataFrame(
+        [(host, pid, rank) for (host, pid), rank in rank_of.items()],
+        schema={"host": member.schema["host"], "pid": member.schema["pid"], "global": pl.Int64},
+        orient="row",
+    )
+    ends = member.join(globals_, on=["host", "pid"], how="left").select(
+        "key", pl.col("rank").alias("local"), pl.col("host").alias("peer_host"), "global"
     )
     src = ends.rename({"local": "src", "peer_host": "src_host", "global": "src_global"})
     dst = ends.rename({"local": "dst", "peer_host": "dst_host", "global": "dst_global"})
