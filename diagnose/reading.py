@@ -345,7 +345,8 @@ class Scanned:
     @property
     def kept(self) -> int:
         """Bytes held until the second step."""
-        return 0 if self.picked is None else int(self.picked.estimated_size())
+        picked = 0 if self.picked is None else int(self.picked.estimated_size())
+        return picked + (0 if self.scan is None else self.scan.size())
 
 
 def _scan_each(cands: Sequence[Candidate], first: int) -> list[Scanned]:

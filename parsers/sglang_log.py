@@ -136,13 +136,19 @@ class SGLangLog:
 
 @dataclass
 class SGLangScan:
-    """What one pass over a file's lines keeps for sglang_logs: the scheduler prefixes and
-    launch commands (read) and the few lines that may hold any other fact."""
+    """What one pass over a file's lines keeps for sglang_logs: its launch commands (read),
+    the lines a scheduler prefix may be first seen on (`lines`, all of them unless only
+    `distinct` prefixes are wanted) and the few lines that may hold any other fact."""
 
     path: str
-    prefixes: pl.DataFrame
+    lines: pl.DataFrame
+    distinct: bool
     commands: list[LaunchCommand]
     rare: pl.DataFrame
+
+    def size(self) -> int:
+        """Bytes held until sglang_logs."""
+        return int(self.lines.estimated_size() + self.rare.estimated_size())
 
 
 def sniff_sglang(head: str) -> bool:
@@ -190,10 +196,8 @@ def scan_sglang_log(
     prompts = lines.filter(text.str.contains("@", literal=True))
     if not prompts.is_empty():
         rare = pl.concat([rare, prompts]).unique("line", maintain_order=True).sort("line")
-    # Marked once: both kinds of prefix lines are picked by the mark.
-    (marked,) = collect_all(lines.lazy().with_columns(text.str.contains(_LED).alias("led")))
-    (prefixes,) = collect_all(_prefix_rows(marked.lazy(), distinct_prefixes))
-    return SGLangScan(display, prefixes, _commands(body, triggers, display), rare)
+    commands = _commands(body, triggers, display)
+    return SGLangScan(display, lines, distinct_prefixes, commands, rare)
 
 
 def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
@@ -207,12 +211,19 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
         return []
     text = pl.col("text")
     rare = tagged([scan.rare for scan in scans])
+    distinct = all(scan.distinct for scan in scans)
+    if not distinct and any(scan.distinct for scan in scans):
+        raise ValueError("sglang_logs takes scans of one kind: all distinct_prefixes or none")
+    lines = tagged([scan.lines for scan in scans])
+    # Marked once: both kinds of prefix lines are picked by the mark.
+    marked = lines.with_columns(text.str.contains(_LED).alias("led"))
     outputs = collect_all(
         _server_args_rows(rare),
         rare.select(FILE, text.str.extract(_VERSION, 1).alias("version")).drop_nulls("version"),
         _event_rows(rare),
+        _prefix_rows(marked, distinct),
     )
-    config_rows, versions, events = (split(output, len(scans)) for output in outputs)
+    config_rows, versions, events, prefixes = (split(output, len(scans)) for output in outputs)
     configs = [_server_args(config_rows[i], scan.path) for i, scan in enumerate(scans)]
     configured = tagged(
         [_configured(scan.commands, *config) for scan, config in zip(scans, configs, strict=True)]
@@ -225,7 +236,7 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
             config=configs[i][0],
             config_line=configs[i][1],
             commands=scan.commands,
-            prefixes=scan.prefixes,
+            prefixes=prefixes[i],
             events=_evidence(events[i], scan.path),
             hosts=hosts[i],
         )
@@ -360,14 +371,15 @@ def _prefix_rows(marked: pl.LazyFrame, distinct: bool) -> pl.LazyFrame:
     start, width = _TS_AT
     close = text.str.find("]", literal=True)
     led = marked.filter("led").select(
-        "line", "text", text.str.slice(start + width, close - start - width).alias("tokens")
+        FILE, "line", "text", text.str.slice(start + width, close - start - width).alias("tokens")
     )
     if distinct:
-        led = led.unique("tokens", keep="first", maintain_order=True)
+        led = led.unique([FILE, "tokens"], keep="first", maintain_order=True)
         led = led.with_columns(*_ranks(tokens))
     else:
         led = led.join(led.select(tokens.unique()).with_columns(*_ranks(tokens)), on="tokens")
     fast = led.select(
+        FILE,
         "line",
         text.str.slice(start, width)
         .str.strptime(pl.Datetime("ms"), _TS_FORMAT, strict=False)
@@ -378,19 +390,20 @@ def _prefix_rows(marked: pl.LazyFrame, distinct: bool) -> pl.LazyFrame:
     odd = (
         # when/then: the words are only looked for on the few lines not led by a prefix
         marked.filter(pl.when(~pl.col("led")).then(text.str.contains(_TOKEN_WORDS)))
-        .select("line", text.str.extract_groups(_PREFIX).alias("p"))
+        .select(FILE, "line", text.str.extract_groups(_PREFIX).alias("p"))
         .unnest("p")
         .filter(tokens.is_not_null())
         .select(
+            FILE,
             "line",
             pl.col("ts").str.strptime(pl.Datetime("ms"), _TS_FORMAT, strict=False),
             *_ranks(tokens),
             pl.col("message").str.strip_chars().alias("text"),
         )
     )
-    found = pl.concat([fast, odd]).sort("line")
+    found = pl.concat([fast, odd]).sort(FILE, "line")
     if distinct:
-        found = found.unique(list(_RANK_TOKENS), keep="first", maintain_order=True)
+        found = found.unique([FILE, *_RANK_TOKENS], keep="first", maintain_order=True)
     return found
 
 
