@@ -193,9 +193,6 @@ def scan_sglang_log(
     rare = body.filter(rare_lines(text)) if candidates is None else candidates
     triggers = rare.filter(text.str.contains(TRIGGER))["line"].to_list()
     lines = _unknown_lines(body) if distinct_prefixes else body
-    prompts = lines.filter(text.str.contains("@", literal=True))
-    if not prompts.is_empty():
-        rare = pl.concat([rare, prompts]).unique("line", maintain_order=True).sort("line")
     commands = _commands(body, triggers, display)
     return SGLangScan(display, lines, distinct_prefixes, commands, rare)
 
@@ -210,11 +207,18 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
     if not scans:
         return []
     text = pl.col("text")
-    rare = tagged([scan.rare for scan in scans])
     distinct = all(scan.distinct for scan in scans)
     if not distinct and any(scan.distinct for scan in scans):
         raise ValueError("sglang_logs takes scans of one kind: all distinct_prefixes or none")
     lines = tagged([scan.lines for scan in scans])
+    prompts = lines.filter(text.str.contains("@", literal=True))
+    rare = (
+        pl.concat([tagged([scan.rare for scan in scans]), prompts])
+        .unique([FILE, "line"], maintain_order=True)
+        .sort(FILE, "line")
+        .collect()
+        .lazy()
+    )
     # Marked once: both kinds of prefix lines are picked by the mark.
     marked = lines.with_columns(text.str.contains(_LED).alias("led"))
     outputs = collect_all(
