@@ -27,6 +27,12 @@ _TOKEN = re.compile(
     r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[()\[\]{}<>,=:]|[^'"()\[\]{}<>,=:\s]+|\s+|['"]""",
     re.S,
 )
+# A whole item whose value is a plain literal (what most fields hold), up to the comma or
+# bracket after it: _split_top_level takes it in one step instead of token by token.
+_PLAIN_ITEM = re.compile(
+    r"""\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<quoted>'[^'\\\n]*'))\s*[=:]\s*(?P<value>"""
+    r"""-?[0-9][0-9_.eE+-]*|True|False|None|'[^'\\\n]*'|"[^"\\\n]*")\s*(?=[,)}])"""
+)
 # Values literal_eval would read the same way, read without compiling them.
 _PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _PLAIN_STR = re.compile(r"'[^'\\\n]*'")
@@ -45,14 +51,22 @@ def parse_server_args(text: str) -> dict[str, object]:
         start, separator = 1, ":"
     else:
         raise ValueError(f"server_args must start with 'ServerArgs(' or '{{': {_clip(body)}")
-    items = _split_top_level(body, start, body[start - 1])
     out: dict[str, object] = {}
-    for key_text, value_text in (_split_item(item, separator) for item in items):
-        out[_key(key_text, separator)] = _value(value_text)
+    for item in _split_top_level(body, start, body[start - 1]):
+        if isinstance(item, str):
+            key_text, value_text = _split_item(item, separator)
+            out[_key(key_text, separator)] = _value(value_text)
+        elif separator == "=" and item.group("name"):
+            out[item.group("name")] = _value(item.group("value"))
+        elif separator == ":" and item.group("quoted"):
+            out[item.group("quoted")[1:-1]] = _value(item.group("value"))
+        else:  # the other form's separator: as the item's own text would fail
+            key_text, value_text = _split_item(item.group(), separator)
+            out[_key(key_text, separator)] = _value(value_text)
     return out
 
 
-def _split_top_level(body: str, start: int, opener: str) -> list[str]:
+def _split_top_level(body: str, start: int, opener: str) -> list[str | re.Match[str]]:
     """Cut the text between `opener` and its closing bracket at top-level commas.
 
     Quotes (with backslash escapes) and nested brackets are skipped over; a `<...>`
@@ -61,40 +75,52 @@ def _split_top_level(body: str, start: int, opener: str) -> list[str]:
     10 KB in a few hundred fields), not character by character.
     """
     stack = [_CLOSERS[opener]]
-    items: list[str] = []
+    items: list[str | re.Match[str]] = []
     item_start = start
     value_start = True
-    for token in _TOKEN.finditer(body, start):
-        char, i = token.group(), token.start()
+    taken = False  # the current item was cut in one step
+    i = start
+    while token := _TOKEN.match(body, i):
+        if i == item_start and (plain := _PLAIN_ITEM.match(body, i)):
+            items.append(plain)  # a whole `name=value` in one step, already cut
+            i, value_start, taken = plain.end(), False, True
+            continue
+        char, i = token.group(), token.end()
         if char.isspace():
             continue
         if char in "'\"":
-            raise ValueError(f"unterminated string in server_args: {_clip(body[i:])}")
+            raise ValueError(f"unterminated string in server_args: {_clip(body[i - 1 :])}")
         if char in _CLOSERS or (char == "<" and value_start and len(stack) == 1):
             stack.append(_CLOSERS.get(char, ">"))
         elif char == stack[-1]:
             stack.pop()
             if not stack:
-                if body[i + 1 :].strip():
-                    raise ValueError(f"unexpected text after server_args: {_clip(body[i + 1 :])}")
-                items.append(body[item_start:i])
+                if body[i:].strip():
+                    raise ValueError(f"unexpected text after server_args: {_clip(body[i:])}")
+                if not taken:
+                    items.append(body[item_start : i - 1])
                 return _drop_trailing_blank(items)
         elif char in ")]}":
-            raise ValueError(f"unbalanced {char!r} in server_args at offset {i}")
+            raise ValueError(f"unbalanced {char!r} in server_args at offset {i - 1}")
         elif char == "," and len(stack) == 1:
-            items.append(body[item_start:i])
-            item_start = i + 1
+            if not taken:
+                items.append(body[item_start : i - 1])
+            item_start, taken = i, False
         value_start = char in "=:,"
     raise ValueError(f"unterminated server_args (no closing {stack[0]!r}): {_clip(body)}")
 
 
-def _drop_trailing_blank(items: list[str]) -> list[str]:
+def _drop_trailing_blank(items: list[str | re.Match[str]]) -> list[str | re.Match[str]]:
     """Allow `ServerArgs()` and a trailing comma, but not an empty item in the middle."""
-    if not items[-1].strip():
+    if _blank(items[-1]):
         items = items[:-1]
-    if any(not item.strip() for item in items):
+    if any(_blank(item) for item in items):
         raise ValueError("empty item in server_args")
     return items
+
+
+def _blank(item: str | re.Match[str]) -> bool:
+    return isinstance(item, str) and not item.strip()
 
 
 def _skip_string(body: str, quote_at: int) -> int:
