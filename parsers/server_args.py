@@ -30,7 +30,7 @@ _TOKEN = re.compile(
 # A whole item whose value is a plain literal (what most fields hold), up to the comma or
 # bracket after it: _split_top_level takes it in one step instead of token by token.
 _PLAIN_ITEM = re.compile(
-    r"""\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<quoted>'[^'\\\n]*'))\s*[=:]\s*(?P<value>"""
+    r"""\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<quoted>'[^'\\\n]*'))\s*(?P<sep>[=:])\s*(?P<value>"""
     r"""-?[0-9][0-9_.eE+-]*|True|False|None|'[^'\\\n]*'|"[^"\\\n]*")\s*(?=[,)}])"""
 )
 # Values literal_eval would read the same way, read without compiling them.
@@ -53,17 +53,27 @@ def parse_server_args(text: str) -> dict[str, object]:
         raise ValueError(f"server_args must start with 'ServerArgs(' or '{{': {_clip(body)}")
     out: dict[str, object] = {}
     for item in _split_top_level(body, start, body[start - 1]):
-        if isinstance(item, str):
-            key_text, value_text = _split_item(item, separator)
-            out[_key(key_text, separator)] = _value(value_text)
-        elif separator == "=" and item.group("name"):
-            out[item.group("name")] = _value(item.group("value"))
-        elif separator == ":" and item.group("quoted"):
-            out[item.group("quoted")[1:-1]] = _value(item.group("value"))
-        else:  # the other form's separator: as the item's own text would fail
-            key_text, value_text = _split_item(item.group(), separator)
-            out[_key(key_text, separator)] = _value(value_text)
+        plain = _plain_pair(item, separator)
+        if plain is not None:
+            out[plain[0]] = _value(plain[1])
+            continue
+        key_text, value_text = _split_item(
+            item if isinstance(item, str) else item.group(), separator
+        )
+        out[_key(key_text, separator)] = _value(value_text)
     return out
+
+
+def _plain_pair(item: str | re.Match[str], separator: str) -> tuple[str, str] | None:
+    """The key and value text of an item cut in one step, when it is in the dump's own form
+    (`name=` in the repr, `'name':` in the dict); else None, and the item is read as text."""
+    if isinstance(item, str) or item.group("sep") != separator:
+        return None
+    if separator == "=":
+        name = item.group("name")
+        return (name, item.group("value")) if name else None
+    quoted = item.group("quoted")
+    return (quoted[1:-1], item.group("value")) if quoted else None
 
 
 def _split_top_level(body: str, start: int, opener: str) -> list[str | re.Match[str]]:

@@ -137,3 +137,33 @@ def test_truncated_real_line_is_rejected() -> None:
 def test_never_evaluates_code() -> None:
     args = parse_server_args("ServerArgs(x=__import__('os').system('false'), y=1)")
     assert args == {"x": "__import__('os').system('false')", "y": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ServerArgs(a=1 , b='x,y', c=<E.V: 1>, d=-2, e=1e-05)",
+         {"a": 1, "b": "x,y", "c": "<E.V: 1>", "d": -2, "e": 1e-05}),
+        ("ServerArgs(a='it\\'s', b=[1, 'x,y'], c=None,)",
+         {"a": "it's", "b": [1, "x,y"], "c": None}),
+        ("{'a': 'p', 'b': {'k': 1}, 'c': True}", {"a": "p", "b": {"k": 1}, "c": True}),
+    ],
+)  # fmt: skip
+def test_plain_and_nested_fields_side_by_side(text: str, expected: dict[str, object]) -> None:
+    """Plain fields are cut in one step, the others token by token: both read alike."""
+    assert parse_server_args(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ServerArgs(a: 1)", "without '='"),
+        ("{a: 1}", "bad server_args key"),
+        ("ServerArgs(a=1, , b=2)", "empty item"),
+        ("ServerArgs(a=1}", "unbalanced"),
+        ("ServerArgs(a=1) x", "unexpected text"),
+    ],
+)
+def test_plain_fields_in_the_wrong_form_still_fail(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_server_args(text)
