@@ -12,7 +12,6 @@ a fiftieth of the whole run.
 
 from __future__ import annotations
 
-import inspect
 import multiprocessing
 import os
 import queue
@@ -21,7 +20,6 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -481,16 +479,8 @@ def _read_one(cand: Candidate, found: Inputs) -> InputFile:
 
 
 def _engine_log(parse: Callable[..., Any], cand: Candidate, frame: pl.DataFrame) -> EngineLog:
-    """The engine's facts of one file, from the frame already read when its parser takes
-    it, and with only the distinct prefixes when it can leave the others out."""
-    wanted = {"frame": frame, "distinct_prefixes": True}
-    accepted = _parameters(parse)
-    return parse(cand.path, cand.display, **{k: v for k, v in wanted.items() if k in accepted})
-
-
-@cache
-def _parameters(function: Callable[..., object]) -> frozenset[str]:
-    return frozenset(inspect.signature(function).parameters)
+    """The engine's facts of one file, from the frame already read."""
+    return parse(cand.path, cand.display, frame)
 
 
 def _first_prefixes(log: EngineLog) -> EngineLog:

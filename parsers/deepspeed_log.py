@@ -34,8 +34,8 @@ from parsers.deepspeed_cmd import (
     read_ds_config,
 )
 from parsers.launch_cmd import PROMPT, LaunchCommand, LaunchError
+from parsers.lines import read_lines, starts_like_json
 
-_HEADER = "#@ "
 _VERSION = r"DeepSpeed info: version=([^,\s]+)"
 _WORLD_INFO = r"WORLD INFO DICT: (\{.*\})"
 _LAUNCH = r"nnodes=(?P<nnodes>\d+), num_local_procs=(?P<procs>\d+), node_rank=(?P<node>\d+)"
@@ -97,19 +97,17 @@ def sniff_deepspeed(head: str) -> bool:
     return _SNIFF.search(head) is not None
 
 
-def parse_deepspeed_log(path: Path, display: str) -> DeepSpeedLog:
-    """Parse `path`; `display` is the name every Source and Evidence will carry."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    if text.lstrip().startswith("{"):
+def parse_deepspeed_log(
+    path: Path, display: str, frame: pl.DataFrame | None = None
+) -> DeepSpeedLog:
+    """Parse `path`; `display` is the name every Source and Evidence will carry.
+
+    `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
+    already for other parsers.
+    """
+    body = read_lines(path) if frame is None else frame
+    if starts_like_json(body):
         return _json_file(path, display)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    frame = pl.DataFrame(
-        {"line": pl.int_range(1, len(lines) + 1, eager=True, dtype=pl.Int64), "text": lines},
-        schema={"line": pl.Int64, "text": pl.Utf8},
-    ).with_columns(pl.col("text").str.strip_suffix("\r"))
-    body = frame.filter(~pl.col("text").str.starts_with(_HEADER))
     config, config_line = _config(body, display)
     commands = _commands(body, display, path.parent)
     return DeepSpeedLog(

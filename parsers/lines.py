@@ -109,6 +109,16 @@ def drop_headers(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.slice(frame.height if header.all() else header.arg_min() or 0)
 
 
+def starts_like_json(frame: pl.DataFrame) -> bool:
+    """Whether the file `frame` holds (read_lines' frame) is a JSON document rather than a
+    log: its text opens with `{` (blank lines aside; a header block makes it a log)."""
+    if frame.is_empty() or frame["line"][0] != 1:
+        return False
+    text = frame["text"]
+    filled = text.str.strip_chars().str.len_bytes() > 0
+    return bool(filled.any()) and text.filter(filled)[0].lstrip().startswith("{")
+
+
 def any_word(words: Iterable[str]) -> str:
     """A pattern matching any of the literal `words`.
 

@@ -25,11 +25,11 @@ import polars as pl
 from diagnose.engines.megatron import DEFAULTS
 from diagnose.model import Evidence, Param, Source
 from parsers.launch_cmd import LaunchCommand
+from parsers.lines import read_lines
 from parsers.megatron_cmd import TRIGGER, find_commands
-from parsers.sglang_log import host_sightings, read_log_lines
+from parsers.sglang_log import host_sightings
 
 SNIFF_BYTES = 64 * 1024
-_HEADER = "#@ "
 _DUMP_START = r"^-{8,} arguments -{8,}\s*$"
 _DUMP_END = r"^-{8,} end of arguments -{8,}\s*$"
 _DUMP_LINE = r"^  (?P<name>[A-Za-z_]\w*) \.* ?(?P<value>.*)$"
@@ -104,19 +104,16 @@ def sniff_megatron(head: str) -> bool:
     return _SNIFF.search(head) is not None and _DEEPSPEED.search(head) is None
 
 
-def parse_megatron_log(path: Path, display: str) -> MegatronLog:
+def parse_megatron_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> MegatronLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
+
+    `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
+    already for other parsers.
 
     Raises OSError when the file cannot be read; undecodable bytes are replaced.
     """
-    lines = read_log_lines(path)
-    frame = pl.DataFrame(
-        {"line": pl.int_range(1, len(lines) + 1, eager=True, dtype=pl.Int64), "text": lines},
-        schema={"line": pl.Int64, "text": pl.Utf8},
-    ).with_columns(pl.col("text").str.strip_suffix("\r"))
-    body = frame.filter(~pl.col("text").str.starts_with(_HEADER)).with_columns(
-        pl.col("text").str.replace(r"^\[rank\d+\]:\s?", "").alias("text")
-    )
+    frame = read_lines(path) if frame is None else frame
+    body = frame.with_columns(pl.col("text").str.replace(r"^\[rank\d+\]:\s?", "").alias("text"))
     commands = _commands(body, display)
     config, config_line = _config(body, display)
     return MegatronLog(

@@ -255,13 +255,6 @@ def rare_lines(text: pl.Expr, *others: str) -> pl.Expr:
     return text.str.contains("|".join([_RARE, *others]))
 
 
-def read_log_lines(path: Path) -> list[str]:
-    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return lines
-
-
 def _commands(body: pl.DataFrame, triggers: list[int], display: str) -> list[LaunchCommand]:
     """Launch commands, handing find_commands only the line blocks that can hold one.
 

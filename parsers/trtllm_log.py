@@ -24,9 +24,9 @@ import polars as pl
 from diagnose.model import Evidence, Param, Source
 from parsers import sglang_log
 from parsers.launch_cmd import PROMPT, LaunchCommand, LaunchError
+from parsers.lines import read_lines, starts_like_json
 from parsers.trtllm_cmd import LLM_ARGS, TRIGGER, parse_command, yaml_scalar
 
-_HEADER = "#@ "
 _VERSION = r"(?i)TensorRT-LLM version:\s*v?(\d+\.\d+\.\d+\S*)|tensorrt[_-]llm==(\d+\.\d+\.\d+\S*)"
 _MPI_SIZE = r"MPI size: (?P<mpi_size>\d+)(?:, MPI local size: (?P<local>\d+))?, rank: (?P<rank>\d+)"
 _USING_GPU = r"\bRank (?P<rank>\d+) is using GPU (?P<gpu>\d+)"
@@ -79,19 +79,17 @@ def sniff_trtllm(head: str) -> bool:
     return _SNIFF.search(head) is not None or _ENGINE_JSON.search(head) is not None
 
 
-def parse_trtllm_log(path: Path, display: str) -> TrtllmLog:
-    """Parse `path`; `display` is the name every Source and Evidence will carry."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    if text.lstrip().startswith("{") and _ENGINE_JSON.search(text):
-        return _engine_json(text, display)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    frame = pl.DataFrame(
-        {"line": pl.int_range(1, len(lines) + 1, eager=True, dtype=pl.Int64), "text": lines},
-        schema={"line": pl.Int64, "text": pl.Utf8},
-    ).with_columns(pl.col("text").str.strip_suffix("\r"))
-    body = frame.filter(~pl.col("text").str.starts_with(_HEADER))
+def parse_trtllm_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> TrtllmLog:
+    """Parse `path`; `display` is the name every Source and Evidence will carry.
+
+    `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
+    already for other parsers.
+    """
+    body = read_lines(path) if frame is None else frame
+    if starts_like_json(body):
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        if _ENGINE_JSON.search(text):
+            return _engine_json(text, display)
     config, config_line = _config(body, display)
     commands = _commands(body, display, path.parent)
     empty = pl.DataFrame(schema={"line": pl.Int64, "address": pl.Utf8, "kind": pl.Utf8})

@@ -154,12 +154,16 @@ def sniff_vllm(head: str) -> bool:
     return _SNIFF.search(head[:SNIFF_BYTES]) is not None
 
 
-def parse_vllm_log(path: Path, display: str) -> VLLMLog:
+def parse_vllm_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> VLLMLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
+
+    `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
+    already for other parsers.
 
     Raises OSError when the file cannot be read.
     """
-    frame = read_lines(path).with_columns(pl.col("text").str.replace_all(_ANSI, ""))
+    frame = read_lines(path) if frame is None else frame
+    frame = frame.with_columns(pl.col("text").str.replace_all(_ANSI, ""))
     split = _split_prefix(frame)
     config, config_line = _engine_config(split, display)
     commands = _commands(frame, display) + _args_dumps(split, display)

@@ -129,6 +129,6 @@ class Engine:
     key_params: Sequence[str]
     layout_errors: tuple[type[Exception], ...]
     sniff: Callable[[str], bool]
-    parse_log: Callable[[Path, str], Any]
+    parse_log: Callable[[Path, str, pl.DataFrame | None], Any]  # path, display, lines read
     parse_command: Callable[..., Any]
     priority: int = 50  # lower sniffs first
