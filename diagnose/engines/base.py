@@ -12,11 +12,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import polars as pl
 
-from diagnose.model import Evidence, Group, Layout, Param, Placement
+from diagnose.model import Evidence, Group, Layout, Param, Placement, Source, SourceKind
 
 
 def parse_version(text: str | None) -> tuple[int, ...] | None:
@@ -67,6 +67,31 @@ class Shape:
     def fix(self, rule_id: str, default: str) -> str:
         """The engine's own wording of a rule's fix (its flags), else the rule's."""
         return self.hints.get(rule_id, default)
+
+
+class Values:
+    """What every engine's resolved configuration shares: its parameters by name (or by one
+    of the engine's ALIASES), each with where it came from, and the rewrites the engine's
+    own code made to them, recorded as that code would make them."""
+
+    ALIASES: ClassVar[dict[str, str]] = {}
+    params: dict[str, Param]
+    rewrites: list[str]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.params[self.ALIASES.get(name, name)].value
+
+    def src(self, name: str) -> str:
+        return str(self.params[self.ALIASES.get(name, name)].source)
+
+    def rewrite(self, name: str, value: Any, why: str, kind: SourceKind = "engine rewrite") -> None:
+        """Set `name` as the engine's code would set it, `why` saying which rule did; only
+        an engine rewrite is listed among the rewrites."""
+        if self[name] == value:
+            return
+        self.params[name] = Param(name, value, Source(kind, why=why))
+        if kind == "engine rewrite":
+            self.rewrites.append(f"{name} = {value!r}: {why}")
 
 
 class EngineConfig(Protocol):

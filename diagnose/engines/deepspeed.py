@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnose.engines.base import Derived, Shape, parse_version
+from diagnose.engines.base import Derived, Shape, Values, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULTS: dict[str, Any] = {
@@ -99,7 +99,7 @@ def _positive(value: Any) -> bool:
 
 
 @dataclass
-class DeepSpeedConfig:
+class DeepSpeedConfig(Values):
     """Launcher and ds_config values, each with where it came from."""
 
     params: dict[str, Param]
@@ -112,10 +112,7 @@ class DeepSpeedConfig:
     def __getitem__(self, name: str) -> Any:
         if name == "tp_size" and name not in self.params:
             return self.tp  # shared code reads tp_size; DeepSpeed's own name is autotp_size
-        return self.params[name].value
-
-    def src(self, name: str) -> str:
-        return str(self.params[name].source)
+        return super().__getitem__(name)
 
     @property
     def tp(self) -> int:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from diagnose.engines.base import Derived, Shape, parse_version
+from diagnose.engines.base import Derived, Shape, Values, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
@@ -150,7 +150,7 @@ def layout_version_for(version: str | None) -> str:
 
 
 @dataclass
-class MegatronConfig:
+class MegatronConfig(Values):
     """Megatron arguments after its own rewrites, each with where its value came from."""
 
     params: dict[str, Param]
@@ -164,12 +164,6 @@ class MegatronConfig:
         "tp_size": "tensor_model_parallel_size",
         "pp_size": "pipeline_model_parallel_size",
     }
-
-    def __getitem__(self, name: str) -> Any:
-        return self.params[self.ALIASES.get(name, name)].value
-
-    def src(self, name: str) -> str:
-        return str(self.params[self.ALIASES.get(name, name)].source)
 
     def get(self, name: str, default: Any = None) -> Any:
         """A value that only some inputs carry (a flag without a default here)."""
@@ -365,16 +359,6 @@ def resolve(
     return cfg
 
 
-def _set(
-    cfg: MegatronConfig, name: str, value: Any, why: str, kind: str = "engine rewrite"
-) -> None:
-    if cfg.params[name].value == value:
-        return
-    cfg.params[name] = Param(name, value, Source(kind, why=why))  # type: ignore[arg-type]
-    if kind == "engine rewrite":
-        cfg.rewrites.append(f"{name} = {value!r}: {why}")
-
-
 def _rewrite_world(cfg: MegatronConfig) -> None:
     """World size from the launcher (torchrun's WORLD_SIZE) unless a log states it.
 
@@ -395,7 +379,7 @@ def _rewrite_world(cfg: MegatronConfig) -> None:
     if cfg["world_size"] is None:
         if not unknown:
             why = f"torchrun WORLD_SIZE = nnodes × nproc_per_node = {nnodes} × {nproc}"
-            _set(cfg, "world_size", nnodes * nproc, why, kind="inferred")
+            cfg.rewrite("world_size", nnodes * nproc, why, kind="inferred")
         return
     world = cfg["world_size"]
     if (
@@ -405,22 +389,20 @@ def _rewrite_world(cfg: MegatronConfig) -> None:
         and world % nnodes == 0
     ):
         why = f"world_size / nnodes = {world} / {nnodes}"
-        _set(cfg, "nproc_per_node", world // nnodes, why, kind="inferred")
+        cfg.rewrite("nproc_per_node", world // nnodes, why, kind="inferred")
 
 
 def _rewrite_args(cfg: MegatronConfig) -> None:
     if cfg["expert_tensor_parallel_size"] is None:
-        _set(
-            cfg,
+        cfg.rewrite(
             "expert_tensor_parallel_size",
             cfg.tp,
             "expert_tensor_parallel_size defaults to tensor_model_parallel_size",
         )
     if cfg["num_experts"] == 0:
-        _set(cfg, "num_experts", None, "--num-experts 0 means no experts")
+        cfg.rewrite("num_experts", None, "--num-experts 0 means no experts")
     if cfg["sequence_parallel"] and cfg.tp == 1:
-        _set(
-            cfg,
+        cfg.rewrite(
             "sequence_parallel",
             False,
             "Disabling sequence parallelism because tensor model parallelism is disabled",
@@ -430,8 +412,7 @@ def _rewrite_args(cfg: MegatronConfig) -> None:
         and cfg["num_attention_heads"]
         and not cfg["group_query_attention"]
     ):
-        _set(
-            cfg,
+        cfg.rewrite(
             "num_query_groups",
             cfg["num_attention_heads"],
             "without --group-query-attention every head is its own query group",
@@ -459,7 +440,7 @@ def _rewrite_vpp(cfg: MegatronConfig) -> None:
     if vpp == 1:
         vpp, why = None, "one virtual stage per rank means no interleaving"
     if why:
-        _set(cfg, "virtual_pipeline_model_parallel_size", vpp, why)
+        cfg.rewrite("virtual_pipeline_model_parallel_size", vpp, why)
 
 
 def structural_problems(cfg: MegatronConfig) -> list[str]:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnose.engines.base import Derived, Shape, parse_version
+from diagnose.engines.base import Derived, Shape, Values, parse_version
 from diagnose.model import (
     DEFAULT,
     Axis,
@@ -23,7 +23,6 @@ from diagnose.model import (
     Mesh,
     Param,
     Placement,
-    Source,
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -138,7 +137,7 @@ def layout_version_for(version: str | None) -> str:
 
 
 @dataclass
-class SGLangConfig:
+class SGLangConfig(Values):
     """Parameters after SGLang's own rewrites, each with where its value came from."""
 
     params: dict[str, Param]
@@ -146,12 +145,6 @@ class SGLangConfig:
     layout_version: str
     rewrites: list[str] = field(default_factory=list)
     engine: str = "sglang"
-
-    def __getitem__(self, name: str) -> Any:
-        return self.params[name].value
-
-    def src(self, name: str) -> str:
-        return str(self.params[name].source)
 
     @property
     def attn_dp_size(self) -> int:
@@ -312,38 +305,30 @@ def resolve(
     return cfg
 
 
-def _set(cfg: SGLangConfig, name: str, value: Any, why: str) -> None:
-    if cfg[name] == value:
-        return
-    cfg.params[name] = Param(name, value, Source("engine rewrite", why=why))
-    cfg.rewrites.append(f"{name} = {value!r}: {why}")
-
-
 def _rewrite_dwdp(cfg: SGLangConfig) -> None:
     n = cfg["dwdp_size"]
     if not n:
         return
     why = f"--dwdp-size {n}"
     if cfg.layout_version == LAYOUT_V0523:
-        _set(cfg, "attn_dp_size", n, why)
-        _set(cfg, "dp_size", 1, why)
+        cfg.rewrite("attn_dp_size", n, why)
+        cfg.rewrite("dp_size", 1, why)
     else:
-        _set(cfg, "dp_size", n, why)
-        _set(cfg, "enable_dp_attention", True, why)
-    _set(cfg, "ep_size", n, why)
-    _set(cfg, "moe_dp_size", 1, why)
-    _set(cfg, "moe_dense_tp_size", 1, why)
+        cfg.rewrite("dp_size", n, why)
+        cfg.rewrite("enable_dp_attention", True, why)
+    cfg.rewrite("ep_size", n, why)
+    cfg.rewrite("moe_dp_size", 1, why)
+    cfg.rewrite("moe_dense_tp_size", 1, why)
 
 
 def _rewrite_a2a(cfg: SGLangConfig) -> None:
     if cfg["enable_deepep_waterfill"]:
-        _set(cfg, "moe_a2a_backend", "deepep", "--enable-deepep-waterfill selects DeepEP")
+        cfg.rewrite("moe_a2a_backend", "deepep", "--enable-deepep-waterfill selects DeepEP")
     if cfg["enable_ep_moe"]:
-        _set(cfg, "ep_size", cfg["tp_size"], "--enable-ep-moe sets ep_size = tp_size")
+        cfg.rewrite("ep_size", cfg["tp_size"], "--enable-ep-moe sets ep_size = tp_size")
     backend = cfg["moe_a2a_backend"]
     if backend in A2A_FORCES_EP:
-        _set(
-            cfg,
+        cfg.rewrite(
             "ep_size",
             cfg["tp_size"],
             f"--moe-a2a-backend {backend}: {A2A_FORCES_EP[backend]} sets ep_size = tp_size",
@@ -372,29 +357,29 @@ def _rewrite_prefill_cp(cfg: SGLangConfig, model: Any) -> None:
     dp = max(cfg["dp_size"], cfg["attn_dp_size"] if cfg.layout_version == LAYOUT_V0523 else 1)
     kind = "DSA" if dsa_flag else "MLA"
     why = f"{kind} prefill context parallel"
-    _set(cfg, "enable_dp_attention", True, why)
-    _set(cfg, "moe_dense_tp_size", 1, why)
+    cfg.rewrite("enable_dp_attention", True, why)
+    cfg.rewrite("moe_dense_tp_size", 1, why)
     strategy = cfg["cp_strategy"] or {
         "in-seq-split": "zigzag",
         "round-robin-split": "interleave",
     }.get(cfg["dsa_prefill_cp_mode"] or "in-seq-split")
     if mla_flag or strategy == "zigzag":
-        _set(cfg, "moe_a2a_backend", "deepep", why)
-        _set(cfg, "ep_size", tp, why)
-    _set(cfg, "attn_cp_size", tp // dp, f"{why} sets attn_cp_size = tp_size // dp_size")
+        cfg.rewrite("moe_a2a_backend", "deepep", why)
+        cfg.rewrite("ep_size", tp, why)
+    cfg.rewrite("attn_cp_size", tp // dp, f"{why} sets attn_cp_size = tp_size // dp_size")
 
 
 def _rewrite_dp_attention(cfg: SGLangConfig) -> None:
     if cfg.layout_version == LAYOUT_V0523:
         if cfg["enable_dp_attention"] and cfg["dp_size"] > 1 and cfg["attn_dp_size"] == 1:
             why = "deprecated --dp-size N --enable-dp-attention means --attn-dp-size N"
-            _set(cfg, "attn_dp_size", cfg["dp_size"], why)
-            _set(cfg, "dp_size", 1, why)
-        _set(cfg, "enable_dp_attention", cfg["attn_dp_size"] > 1, "reported as attn_dp_size > 1")
+            cfg.rewrite("attn_dp_size", cfg["dp_size"], why)
+            cfg.rewrite("dp_size", 1, why)
+        cfg.rewrite("enable_dp_attention", cfg["attn_dp_size"] > 1, "reported as attn_dp_size > 1")
         return
     if cfg["dp_size"] == 1:
-        _set(cfg, "enable_dp_attention", False, "dp_size == 1 turns DP attention off")
-        _set(cfg, "enable_dp_lm_head", False, "dp_size == 1 turns the DP LM head off")
+        cfg.rewrite("enable_dp_attention", False, "dp_size == 1 turns DP attention off")
+        cfg.rewrite("enable_dp_lm_head", False, "dp_size == 1 turns the DP LM head off")
 
 
 def structural_problems(cfg: SGLangConfig) -> list[str]:

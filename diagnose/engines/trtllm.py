@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from diagnose.engines.base import Derived, Shape, parse_version
+from diagnose.engines.base import Derived, Shape, Values, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULTS: dict[str, Any] = {
@@ -106,7 +106,7 @@ def layout_version_for(version: str | None) -> str:
 
 
 @dataclass
-class TrtllmConfig:
+class TrtllmConfig(Values):
     """Mapping's inputs after its own derivations, each with where its value came from."""
 
     params: dict[str, Param]
@@ -114,12 +114,6 @@ class TrtllmConfig:
     layout_version: str
     rewrites: list[str] = field(default_factory=list)
     engine: str = "trtllm"
-
-    def __getitem__(self, name: str) -> Any:
-        return self.params[name].value
-
-    def src(self, name: str) -> str:
-        return str(self.params[name].source)
 
     @property
     def world_size(self) -> int:
@@ -264,35 +258,26 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _set(cfg: TrtllmConfig, name: str, value: Any, why: str) -> None:
-    if cfg[name] == value:
-        return
-    cfg.params[name] = Param(name, value, Source("engine rewrite", why=why))
-    cfg.rewrites.append(f"{name} = {value!r}: {why}")
-
-
 def _derive_moe(cfg: TrtllmConfig) -> None:
     mtp, mep = cfg["moe_tp_size"], cfg["moe_ep_size"]
     world = cfg.moe_world_size
     if cfg["moe_cluster_size"] in (-1, None):
-        _set(cfg, "moe_cluster_size", 1, "Mapping: moe_cluster_size -1 means 1")
+        cfg.rewrite("moe_cluster_size", 1, "Mapping: moe_cluster_size -1 means 1")
     cluster = cfg["moe_cluster_size"]
     if not _positive(cluster):
         return
     if mtp in (-1, None) and mep in (-1, None):
-        _set(cfg, "moe_tp_size", world // cluster, f"Mapping: moe_tp_size = {world} // {cluster}")
-        _set(cfg, "moe_ep_size", 1, "Mapping: no MoE sizes given, moe_ep_size = 1")
+        cfg.rewrite("moe_tp_size", world // cluster, f"Mapping: moe_tp_size = {world} // {cluster}")
+        cfg.rewrite("moe_ep_size", 1, "Mapping: no MoE sizes given, moe_ep_size = 1")
     elif mtp in (-1, None) and _positive(mep):
-        _set(
-            cfg,
+        cfg.rewrite(
             "moe_tp_size",
             world // (mep * cluster),
             f"Mapping: moe_tp_size = moe_world_size // (moe_ep_size × moe_cluster_size) = "
             f"{world} // ({mep} × {cluster})",
         )
     elif mep in (-1, None) and _positive(mtp):
-        _set(
-            cfg,
+        cfg.rewrite(
             "moe_ep_size",
             world // (mtp * cluster),
             f"Mapping: moe_ep_size = moe_world_size // (moe_tp_size × moe_cluster_size) = "
@@ -306,15 +291,15 @@ def _derive_attention(cfg: TrtllmConfig) -> None:
     helix_default = cfg.layout_version != LAYOUT_MAPPING and not cfg.ulysses
     if atp in (-1, None) and acp in (-1, None):
         if helix_default:
-            _set(cfg, "attn_tp_size", tp, f"Mapping: {cfg['cp_type']} CP, attn_tp_size = tp_size")
-            _set(cfg, "attn_cp_size", cp, f"Mapping: {cfg['cp_type']} CP, attn_cp_size = cp_size")
+            cfg.rewrite("attn_tp_size", tp, f"Mapping: {cfg['cp_type']} CP, attn_tp_size = tp_size")
+            cfg.rewrite("attn_cp_size", cp, f"Mapping: {cfg['cp_type']} CP, attn_cp_size = cp_size")
         else:
-            _set(cfg, "attn_tp_size", tp * cp, "Mapping: Ulysses fallback, attn_tp = tp × cp")
-            _set(cfg, "attn_cp_size", 1, "Mapping: Ulysses fallback, attn_cp_size = 1")
+            cfg.rewrite("attn_tp_size", tp * cp, "Mapping: Ulysses fallback, attn_tp = tp × cp")
+            cfg.rewrite("attn_cp_size", 1, "Mapping: Ulysses fallback, attn_cp_size = 1")
     elif atp in (-1, None) and _positive(acp):
-        _set(cfg, "attn_tp_size", tp * cp // acp, f"Mapping: attn_tp = tp × cp // {acp}")
+        cfg.rewrite("attn_tp_size", tp * cp // acp, f"Mapping: attn_tp = tp × cp // {acp}")
     elif acp in (-1, None) and _positive(atp):
-        _set(cfg, "attn_cp_size", tp * cp // atp, f"Mapping: attn_cp = tp × cp // {atp}")
+        cfg.rewrite("attn_cp_size", tp * cp // atp, f"Mapping: attn_cp = tp × cp // {atp}")
 
 
 def _derive_nodes(cfg: TrtllmConfig) -> None:

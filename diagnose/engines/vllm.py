@@ -19,9 +19,9 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from diagnose.engines.base import Derived, Shape, parse_version
+from diagnose.engines.base import Derived, Shape, Values, parse_version
 from diagnose.model import DEFAULT, Axis, Group, Layout, Mesh, Param, Placement, Source
 
 DEFAULTS: dict[str, Any] = {
@@ -127,7 +127,7 @@ def layout_version_for(release: tuple[int, ...]) -> str:
 
 
 @dataclass
-class VLLMConfig:
+class VLLMConfig(Values):
     """Parameters after vLLM's own rewrites, each with where its value came from."""
 
     params: dict[str, Param]
@@ -136,12 +136,7 @@ class VLLMConfig:
     layout_version: str
     rewrites: list[str] = field(default_factory=list)
     engine: str = "vllm"
-
-    def __getitem__(self, name: str) -> Any:
-        return self.params[ALIASES.get(name, name)].value
-
-    def src(self, name: str) -> str:
-        return str(self.params[ALIASES.get(name, name)].source)
+    ALIASES: ClassVar[dict[str, str]] = ALIASES
 
     def since(self, *release: int) -> bool:
         return self.release >= release
