@@ -73,18 +73,6 @@ _NCCL_OWN_IP = r"(?:Bootstrap\s*: Using|OOB) [\w.-]+:([0-9A-Fa-f.:]+)<\d+>"
 _NCCL_PEER_IP = r"(?:connect to|from peer) ([0-9A-Fa-f.:]+)<\d+>"
 _PROMPT_HOST = r"\[[^\]\s@]+@([^\]\s]+)(?:\s[^\]]*)?\]\s?[$#]|[\w.-]+@([\w.-]+):\S*[$#]\s"
 _C10D_ADDR = r"\[c10d\].*?\[([^\]]+)\]:\d+"
-_IP = r"(?:Bootstrap\s*: Using|OOB) [\w.-]+:([0-9A-Fa-f.:]+)<\d+>"
-_NCCL_PEER_IP = r"(?:connect to|from peer) ([0-9A-Fa-f.:]+)<\d+>"
-_PROMPT_HOST = r"\[[^\]\s@]+@([^\]\s]+)(?:\s[^\]]*)?\]\s?[$#]|[\w.-]+@([\w.-]+):\S*[$#]\s"
-_C10D_ADDR = r"\[c10d\].*?\[([^\]]+)\]:\d+"
-_COMM_INFO = (
-    r"NCCL INFO comm (?P<comm>0x[0-9a-f]+) rank (?P<rank>\d+) nRanks (?P<nranks>\d+) "
-    r"nNodes (?P<nnodes>\d+) localRanks (?P<local_ranks>\d+) localRank (?P<local_rank>\d+)"
-)
-_COMM_INIT = (
-    r"ncclCommInitRank comm (?P<comm>0x[0-9a-f]+) rank (?P<rank>\d+) nranks (?P<nranks>\d+)"
-    r"(?:.*?commId (?P<comm_id>0x[0-9a-f]+))?"
-)
 _IP = r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)$"
 # Every fact but the prefixes needs one of these words on its line (each pattern above
 # contains one): one scan for all of them picks the few lines worth the regexes. A shell
