@@ -33,6 +33,7 @@ from parsers.deepspeed_cmd import (
     parse_command,
     read_ds_config,
 )
+from parsers.hosts import host_sightings
 from parsers.launch_cmd import PROMPT, LaunchCommand, LaunchError
 from parsers.lines import read_lines, starts_like_json
 
@@ -267,9 +268,7 @@ def _hosts(body: pl.DataFrame) -> pl.DataFrame:
         pl.col("g1").alias("ip"),
         pl.lit("launcher").alias("kind"),
     )
-    return pl.concat([sglang_log.host_sightings(body, empty), launcher]).sort(
-        "line", maintain_order=True
-    )
+    return pl.concat([host_sightings(body, empty), launcher]).sort("line", maintain_order=True)
 
 
 def _commands(body: pl.DataFrame, display: str, base_dir: Path) -> list[LaunchCommand]:

@@ -24,10 +24,10 @@ import polars as pl
 
 from diagnose.engines.megatron import DEFAULTS
 from diagnose.model import Evidence, Param, Source
+from parsers.hosts import host_sightings
 from parsers.launch_cmd import LaunchCommand
 from parsers.lines import read_lines
 from parsers.megatron_cmd import TRIGGER, find_commands
-from parsers.sglang_log import host_sightings
 
 SNIFF_BYTES = 64 * 1024
 _DUMP_START = r"^-{8,} arguments -{8,}\s*$"

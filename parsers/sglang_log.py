@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from diagnose.model import Evidence, Param, Source
+from parsers.hosts import host_rows, strip_port
 from parsers.launch_cmd import TRIGGER, LaunchCommand, find_commands
 from parsers.lines import FILE, any_word, collect_all, drop_headers, split, split_lines, tagged
 from parsers.server_args import parse_server_args
@@ -64,20 +65,11 @@ _EVENT_KINDS: tuple[tuple[str, str], ...] = (
         r"|^\s*(?:[A-Za-z_]\w*\.)*(?:[A-Z]\w*(?:Error|Exception)|Exception)(?::\s|:?\s*$)",
     ),
 )
-# `host:pid:tid [cudaDev] NCCL INFO ...`; WARN lines put `file.cc:line` before `NCCL`.
-_NCCL_LINE = (
-    r"^(?:\[[^\]]*\]\s*)?(?P<host>[\w.-]+):(?P<pid>\d+):\d+ \[(?P<dev>\d+)\] "
-    r"(?:\S+:\d+ )?NCCL (?:INFO|WARN)"
-)
-_NCCL_OWN_IP = r"(?:Bootstrap\s*: Using|OOB) [\w.-]+:([0-9A-Fa-f.:]+)<\d+>"
-_NCCL_PEER_IP = r"(?:connect to|from peer) ([0-9A-Fa-f.:]+)<\d+>"
-_PROMPT_HOST = r"\[[^\]\s@]+@([^\]\s]+)(?:\s[^\]]*)?\]\s?[$#]|[\w.-]+@([\w.-]+):\S*[$#]\s"
-_C10D_ADDR = r"\[c10d\].*?\[([^\]]+)\]:\d+"
-_IP = r"^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)$"
-# Every fact but the prefixes needs one of these words on its line (each pattern above
-# contains one): one scan for all of them picks the few lines worth the regexes. A shell
-# prompt's `@` is looked for apart, and only on lines that may be new prefixes (a prompt is no
-# scheduler line): a one-character literal would slow the multi-literal scan down fivefold.
+# Every fact but the prefixes needs one of these words on its line (each pattern above and
+# each of parsers.hosts contains one): one scan for all of them picks the few lines worth the
+# regexes. A shell prompt's `@` is looked for apart, and only on lines that may be new
+# prefixes (a prompt is no scheduler line): a one-character literal would slow the
+# multi-literal scan down fivefold.
 _RARE_WORDS = (
     "NCCL", "server_args=", "Init torch distributed", "Launch DP", "init_model_parallel_group(",
     "expert parallel size is adjusted", "Enabled DSA context parallel:",
@@ -103,8 +95,6 @@ _SNIFF = re.compile(
     rf"\[{_TIMESTAMP}{_TOKENS}\]|server_args=(?:ServerArgs\(|\{{)|sglang\.launch_server"
     r"|\bsglang\s+serve\b|sglang::scheduler|sglang is using nccl=="
 )
-
-_HOSTS_SCHEMA = {"line": pl.Int64, "host": pl.Utf8, "ip": pl.Utf8, "kind": pl.Utf8}
 
 
 @dataclass
@@ -220,7 +210,7 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
     configured = tagged(
         [_configured(scan.commands, *config) for scan, config in zip(scans, configs, strict=True)]
     )
-    hosts = split(collect_all(_host_rows(rare, configured))[0], len(scans))
+    hosts = split(collect_all(host_rows(rare, configured))[0], len(scans))
     return [
         SGLangLog(
             path=scan.path,
@@ -418,51 +408,6 @@ def _evidence(hits: pl.DataFrame, display: str) -> list[Evidence]:
     return [Evidence(display, line, text.strip(), name) for line, text, name in hits.rows()]
 
 
-def host_sightings(body: pl.DataFrame, configured: pl.DataFrame) -> pl.DataFrame:
-    """Host names and addresses with the line that shows them, one row per sighting."""
-    return split(collect_all(_host_rows(tagged([body]), tagged([configured])))[0], 1)[0]
-
-
-def _host_rows(body: pl.LazyFrame, configured: pl.LazyFrame) -> pl.LazyFrame:
-    text = pl.col("text")
-    nccl = body.select(
-        FILE,
-        "line",
-        text.str.extract(_NCCL_LINE, 1).alias("host"),
-        text.str.extract(_NCCL_OWN_IP, 1).alias("ip"),
-        pl.lit("nccl").alias("kind"),
-    )
-    peers = body.select(
-        FILE,
-        "line",
-        pl.lit(None, dtype=pl.Utf8).alias("host"),
-        text.str.extract(_NCCL_PEER_IP, 1).alias("ip"),
-        pl.lit("nccl_peer").alias("kind"),
-    )
-    prompts = body.filter(text.str.contains("@", literal=True)).select(
-        FILE,
-        "line",
-        pl.coalesce(text.str.extract(_PROMPT_HOST, 1), text.str.extract(_PROMPT_HOST, 2)).alias(
-            "host"
-        ),
-        pl.lit(None, dtype=pl.Utf8).alias("ip"),
-        pl.lit("prompt").alias("kind"),
-    )
-    c10d = body.select(
-        FILE,
-        "line",
-        text.str.extract(_C10D_ADDR, 1).alias("address"),
-        pl.lit("c10d").alias("kind"),
-    )
-    found = pl.concat([nccl, peers, prompts], how="vertical").filter(
-        pl.col("host").is_not_null() | pl.col("ip").is_not_null()
-    )
-    c10d = c10d.filter(pl.col("address").is_not_null())
-    configured = configured.select(FILE, "line", "address", "kind")
-    addresses = _split_address(pl.concat([c10d, configured]))
-    return pl.concat([found, addresses]).sort(FILE, "line", maintain_order=True)
-
-
 def _configured(
     commands: list[LaunchCommand],
     server_args: dict[str, Param],
@@ -473,7 +418,7 @@ def _configured(
     if config_line is not None:
         sources.append((config_line.line, server_args))
     rows = [
-        (line, _strip_port(param.value) if field == "dist_init_addr" else param.value, kind)
+        (line, strip_port(param.value) if field == "dist_init_addr" else param.value, kind)
         for line, params in sources
         for field, kind in (("host", "host_arg"), ("dist_init_addr", "dist_init_addr"))
         if (param := params.get(field)) is not None and isinstance(param.value, str)
@@ -481,21 +426,3 @@ def _configured(
     return pl.DataFrame(
         rows, schema={"line": pl.Int64, "address": pl.Utf8, "kind": pl.Utf8}, orient="row"
     )
-
-
-def _strip_port(address: str) -> str:
-    """`10.0.0.1:5000` -> `10.0.0.1`, `[::1]:5000` -> `::1`."""
-    return re.sub(r"^\[?(.*?)\]?:\d+$", r"\1", address)
-
-
-def _split_address(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Put IP literals in `ip` (IPv4-mapped IPv6 unwrapped) and names in `host`."""
-    address = pl.col("address").str.replace(r"(?i)^::ffff:", "")
-    is_ip = address.str.contains(_IP)
-    return frame.select(
-        FILE,
-        "line",
-        pl.when(is_ip).then(None).otherwise(address).alias("host"),
-        pl.when(is_ip).then(address).otherwise(None).alias("ip"),
-        "kind",
-    ).cast(_HOSTS_SCHEMA)

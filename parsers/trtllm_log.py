@@ -23,6 +23,7 @@ import polars as pl
 
 from diagnose.model import Evidence, Param, Source
 from parsers import sglang_log
+from parsers.hosts import host_sightings
 from parsers.launch_cmd import PROMPT, LaunchCommand, LaunchError
 from parsers.lines import read_lines, starts_like_json
 from parsers.trtllm_cmd import LLM_ARGS, TRIGGER, parse_command, yaml_scalar
@@ -101,7 +102,7 @@ def parse_trtllm_log(path: Path, display: str, frame: pl.DataFrame | None = None
         commands=commands,
         prefixes=_prefixes(body),
         events=_events(body, display),
-        hosts=sglang_log.host_sightings(body, empty),
+        hosts=host_sightings(body, empty),
     )
 
 

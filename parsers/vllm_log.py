@@ -25,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from diagnose.model import Evidence, Param, Source
+from parsers.hosts import HOSTS_SCHEMA
 from parsers.launch_cmd import LaunchCommand
 from parsers.lines import read_lines
 from parsers.server_args import parse_server_args
@@ -131,7 +132,6 @@ _SNIFF = re.compile(
     r"|is assigned as DP rank|\((?:Worker(?:_[A-Z]+\d+)*|VllmWorker[^)]*|RayWorkerWrapper"
     r"|EngineCore(?:_DP\d+)?) pid=\d+|vLLM is using nccl=="
 )
-_HOSTS_SCHEMA = {"line": pl.Int64, "host": pl.Utf8, "ip": pl.Utf8, "kind": pl.Utf8}
 
 
 @dataclass
@@ -388,4 +388,4 @@ def _hosts(split: pl.DataFrame) -> pl.DataFrame:
         pl.when(cut.fill_null(False)).then(None).otherwise("host").alias("host")
     )
     found = pl.concat([nccl, ray]).filter(pl.col("host").is_not_null() | pl.col("ip").is_not_null())
-    return found.cast(_HOSTS_SCHEMA).sort("line", maintain_order=True)
+    return found.cast(HOSTS_SCHEMA).sort("line", maintain_order=True)
