@@ -27,6 +27,10 @@ from parsers.sglang_log import parse_sglang_log
 
 REPO = Path(__file__).resolve().parent.parent
 COORDS = ["dp", "pp", "attn_cp", "moe_dp", "tp", "ep"]
+CORPUS = REPO / "tests" / "data" / "corpus"
+GENERATED = (
+    REPO / "tests" / "data" / "generated" / "nccl_1gpu_torch2.11" / "sglang_tp8_attncp2_moeep4"
+)
 
 
 def generator() -> ModuleType:
@@ -50,6 +54,12 @@ def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     job = gen.Job(nnodes=4, tp=16, pp=2, dp=2, attn_cp=2, ep=16, a2a="deepep")
     gen.write_logs(out / "job", job, size_mb=6, nccl_detail=True)
     shutil.copytree(REPO / "sample_logs" / "seed_dsv32_tp8_dp2_attncp2", out / "seed")
+    # One file of every other kind the workers may meet: a vLLM log (parsed whole by its
+    # engine), NCCL- and PyTorch-only logs, a profiler trace and a Flight Recorder dump.
+    shutil.copy(CORPUS / "deepseek-v2.5-tp8-pp2-2node-ray-ib.log", out / "vllm.log")
+    for kind in ("nccl_log", "torch_log", "trace", "fr"):
+        first = sorted((GENERATED / kind).iterdir())[0]
+        shutil.copy(first, out / f"{kind}_{first.name}")
     (out / "config.json").write_text(json.dumps({"architectures": ["X"], "num_hidden_layers": 2}))
     (out / "notes.txt").write_text("nothing to see\n")
     (out / "unreadable.log").write_text("[2026-01-01 00:00:00 TP0] x\n")
@@ -89,6 +99,12 @@ def test_batches_read_like_single_files(logdir: Path, monkeypatch: pytest.Monkey
     assert statuses["notes.txt"] == "skipped" and statuses["config.json"] == "parsed"
     assert statuses["unreadable.log"] in ("failed", "parsed")  # root reads it anyway
     assert {statuses[f"job/node00{n}.log"] for n in range(4)} == {"parsed"}
+    others = [
+        path for path in statuses if path.startswith(("vllm", "nccl_", "torch_", "trace_", "fr_"))
+    ]
+    assert len(others) == 5 and {statuses[path] for path in others} == {"parsed"}
+    assert len(batched.traces) == len(batched.dumps) == 1
+    assert "vllm" in {log.engine for log in batched.logs}
     _file_by_file(monkeypatch)
     assert _plain(read_inputs(logdir)) == _plain(batched)
 
