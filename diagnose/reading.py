@@ -17,7 +17,7 @@ import os
 import queue
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,11 +39,12 @@ from parsers.nccl_log import NcclFacts, parse_nccl, parse_nccl_files
 from parsers.sglang_log import parse_sglang_log, rare_lines, scan_sglang_log, sglang_logs
 from parsers.torch_dist_log import TorchDistFacts, parse_torch_dist, parse_torch_dist_files
 
-# The batch parsers run over the lines kept from up to this many bytes and files at once
-# (sooner when the kept lines reach BATCH_BYTES), so that their fixed cost (tens of
-# milliseconds of polars calls, whatever the size) is shared while memory stays bounded.
-BATCH_BYTES = 256 * 2**20
+# The batch parsers run over the lines kept from up to this many files, or sooner once the
+# kept lines reach KEPT_BYTES: their fixed cost (tens of milliseconds of polars calls,
+# whatever the size) is shared, while memory stays bounded (the NCCL parser's frames grow to
+# several times the lines it reads, and a log of NCCL lines alone keeps all of them).
 BATCH_FILES = 64
+KEPT_BYTES = 48 * 2**20
 # Directories whose parsing costs at least this much (bytes, plus FILE_COST_BYTES per file
 # for the fixed part) are read by single-threaded worker processes beside this one, at about
 # twice the rate of polars' own threads in one process; but starting a worker (a fresh
@@ -114,7 +115,11 @@ def _read_all(
     size = _size(candidates)
     cores = os.cpu_count() or 1
     if cores < 2 or size + len(candidates) * FILE_COST_BYTES < PARALLEL_BYTES:
-        return [result for batch in _batches(candidates) for result in _read_batch(batch)]
+        done: list[Scanned] = []
+        singles = (([cand], i) for i, cand in enumerate(candidates))
+        _read_groups(singles, lambda _, settled: done.extend(settled))
+        done.sort(key=lambda item: item.index)
+        return [(item.record, item.part) for item in done if item.record is not None]
     return _read_parallel(candidates, size, cores, idle)
 
 
@@ -155,7 +160,7 @@ def _read_parallel(
                 while not results.empty():
                     take(results.get())
 
-            _read_claimed(plan, claims, False, here)
+            _read_groups(_claimed(plan, claims, False), here)
             if idle is not None and finished[0] < workers:
                 idle()
             while finished[0] < workers:
@@ -199,22 +204,29 @@ class _Claims:
             return self.back.value
 
 
-def _read_claimed(
-    plan: _Plan, claims: _Claims, front: bool, report: Callable[[int, list[Scanned]], None]
-) -> None:
-    """Scan claimed groups until none is left, then run the batch parsers over what the
-    scans kept (sooner when they kept BATCH_BYTES); `report` gets the bytes read and the
-    files settled."""
-    kept: list[Scanned] = []
+def _claimed(plan: _Plan, claims: _Claims, front: bool) -> Iterator[tuple[list[Candidate], int]]:
+    """The groups this process claims (from the front or the back) until none is left, each
+    with the index of its first file."""
     while (position := claims.next(front)) is not None:
         i = plan.order[position]
-        scanned = _scan_each(plan.groups[i], plan.starts[i])
+        yield plan.groups[i], plan.starts[i]
+
+
+def _read_groups(
+    groups: Iterable[tuple[list[Candidate], int]], report: Callable[[int, list[Scanned]], None]
+) -> None:
+    """Scan each group of files, and run the batch parsers over what the scans kept whenever
+    that reaches BATCH_FILES files or KEPT_BYTES, and at the end; `report` gets the bytes
+    read and the files settled."""
+    kept: list[Scanned] = []
+    for group, first in groups:
+        scanned = _scan_each(group, first)
         kept += [item for item in scanned if item.record is None]
         settled = [item for item in scanned if item.record is not None]
-        if sum(item.kept for item in kept) >= BATCH_BYTES:
+        if len(kept) >= BATCH_FILES or sum(item.kept for item in kept) >= KEPT_BYTES:
             settled += _finish_safely(kept)
             kept = []
-        report(_size(plan.groups[i]), settled)
+        report(_size(group), settled)
     report(0, _finish_safely(kept))
 
 
@@ -226,10 +238,10 @@ def _start_workers(context: Any, count: int, args: tuple[Any, ...]) -> list[Any]
 
 
 def _worker(plan: _Plan, claims: _Claims, results: Any) -> None:
-    """A worker process: _read_claimed from the front, every report sent to this process,
-    then DONE (or the traceback that stopped it)."""
+    """A worker process: it reads the groups it claims from the front, sends every report to
+    this process, then DONE (or the traceback that stopped it)."""
     try:
-        _read_claimed(plan, claims, True, lambda read, settled: results.put((read, settled)))
+        _read_groups(_claimed(plan, claims, True), lambda read, done: results.put((read, done)))
         results.put(DONE)
     except BaseException:
         results.put(traceback.format_exc())
@@ -257,7 +269,7 @@ def _next_message(results: Any, processes: list[Any]) -> Any:
                 raise RuntimeError(f"a worker reading the logs died (exit code {codes})") from None
 
 
-def _batches(candidates: list[Candidate], most: int = BATCH_BYTES) -> Iterator[list[Candidate]]:
+def _batches(candidates: list[Candidate], most: int) -> Iterator[list[Candidate]]:
     """Runs of consecutive files of at most `most` bytes and BATCH_FILES files (or one
     bigger file)."""
     batch: list[Candidate] = []
@@ -318,12 +330,6 @@ def _progress(total: int) -> Iterator[Callable[[int], None]]:
         return
     with click.progressbar(length=total, label="Reading logs", file=sys.stderr) as bar:
         yield bar.update
-
-
-def _read_batch(cands: list[Candidate]) -> list[tuple[InputFile, Inputs]]:
-    """Each file's record and facts, the batch parsers run once over the whole batch."""
-    settled = _finish_safely(_scan_each(cands, 0))
-    return [(item.record, item.part) for item in settled if item.record is not None]
 
 
 @dataclass

@@ -89,7 +89,7 @@ def _plain(found: Inputs) -> Any:
 
 def _file_by_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        reading, "_read_batch", lambda cands: [reading._read_alone(c) for c in cands]
+        reading, "_read_all", lambda cands, idle: [reading._read_alone(c) for c in cands]
     )
 
 
