@@ -222,8 +222,9 @@ def parse_nccl_files(files: Sequence[tuple[pl.DataFrame, str]]) -> list[NcclFact
         pl.col("text").str.contains(CANDIDATES, literal=True)
     )
     base = collect_all(_base(candidates))[0].lazy()
+    bare = collect_all(_bare_lines(candidates, base))[0]
     outputs = collect_all(
-        _procs(base, _bare_versions(candidates, base)),
+        _procs(base, _bare_versions(bare, base)),
         _env(base),
         _comms(base),
         _links(base),
@@ -316,25 +317,37 @@ def _stream_key(outer: pl.Expr) -> pl.Expr:
     return outer.str.replace_all(_TIMESTAMP, "").str.strip_chars()
 
 
-def _bare_versions(candidates: pl.LazyFrame, base: pl.LazyFrame) -> pl.LazyFrame:
-    """`NCCL version` lines without the NCCL prefix, placed in the process that wrote them.
-
-    NCCL <= 2.22 prints the version with a bare printf during init, right after its own
-    prefixed init lines; the line inherits the host and pid of the last prefixed line
-    with the same foreign prefix (a Ray `pid=` prefix keeps workers apart), or of the next
-    one when none came before. A version line with no prefixed line in its stream at all
-    cannot be placed and is left out.
-    """
-    bare = (
-        candidates.join(base.select(FILE, "line"), on=[FILE, "line"], how="anti")
-        .select(FILE, "line", pl.col("text").str.extract_groups(_BARE_VERSION).alias("v"))
+def _bare_lines(candidates: pl.LazyFrame, base: pl.LazyFrame) -> pl.LazyFrame:
+    """`NCCL version` lines that are not prefixed NCCL lines (NCCL <= 2.22 prints its
+    version with a bare printf), with the foreign prefix before them (`outer`)."""
+    text = pl.col("text")
+    return (
+        candidates.filter(text.str.contains("NCCL version", literal=True))
+        .join(base.select(FILE, "line"), on=[FILE, "line"], how="anti")
+        .select(FILE, "line", text.str.extract_groups(_BARE_VERSION).alias("v"))
         .unnest("v")
         .filter(pl.col("version").is_not_null())
     )
+
+
+def _bare_versions(bare: pl.DataFrame, base: pl.LazyFrame) -> pl.LazyFrame:
+    """The bare `NCCL version` lines placed in the process that wrote them.
+
+    The version line comes right after NCCL's own prefixed init lines; it inherits the host
+    and pid of the last prefixed line with the same foreign prefix (a Ray `pid=` prefix
+    keeps workers apart), or of the next one when none came before. A version line with no
+    prefixed line in its stream at all cannot be placed and is left out. Most logs have no
+    bare version line, and then the streams (a regex on every line) are not cut out at all.
+    """
+    if bare.is_empty():
+        return pl.LazyFrame(schema={FILE: pl.UInt32, "host": pl.Utf8, "pid": pl.Int64,
+                                    "version": pl.Utf8, "cuda": pl.Utf8})  # fmt: skip
+    streams = base.join(bare.lazy().select(FILE).unique(), on=FILE, how="semi")
+    bare = bare.lazy()
     placed = (
         pl.concat(
             [
-                base.select(
+                streams.select(
                     FILE,
                     "line",
                     _stream_key(pl.col("head").str.extract(_OUTER, 1)).alias("stream"),
@@ -368,9 +381,11 @@ def _bare_versions(candidates: pl.LazyFrame, base: pl.LazyFrame) -> pl.LazyFrame
 
 def _procs(base: pl.LazyFrame, bare: pl.LazyFrame) -> pl.LazyFrame:
     """One row per process: its devices, NCCL version and first NCCL line."""
-    prefixed = base.select(
-        FILE, "host", "pid", pl.col("msg").str.extract_groups(rf"^{_VERSION}").alias("v")
-    ).unnest("v")
+    prefixed = (
+        base.filter(pl.col("msg").str.starts_with("NCCL version"))
+        .select(FILE, "host", "pid", pl.col("msg").str.extract_groups(rf"^{_VERSION}").alias("v"))
+        .unnest("v")
+    )
     versions = (
         pl.concat([prefixed.drop_nulls("version"), bare.drop_nulls("host")])
         .group_by(FILE, "host", "pid")
