@@ -4,8 +4,9 @@ SGLang never prints its process groups, but it leaves enough behind to rebuild t
 the `server_args=` line (sizes after SGLang's own rewrites), the launch commands users
 paste next to the output, the scheduler prefix on every line (`[ts DP1 TP9 EP9]`, which
 says which rank wrote it), a few warnings that record rewrites or cross-node groups, and
-the NCCL INFO lines that name hosts and communicator sizes. This module only collects
-those facts with their line numbers; deciding what they mean is the engines' job.
+the lines that name hosts (parsers.hosts; NCCL's own lines are parsers.nccl_log's). This
+module only collects those facts with their line numbers; deciding what they mean is the
+engines' job.
 
 Logs can be large (a serving node prints a `Decode batch.` line every few seconds for days),
 so every per-line test is a polars string expression over a frame of all lines; Python only
