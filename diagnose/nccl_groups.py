@@ -76,7 +76,9 @@ def _rank_of(comms: pl.DataFrame, world: int | None) -> dict[tuple[str, int], in
     if roots.is_empty():
         return {}
     size = world if world and (roots["nranks"] == world).any() else roots["nranks"].max()
-    rows = roots.filter(pl.col("nranks") == size).unique(["host", "pid"], keep="first")
+    rows = roots.filter(pl.col("nranks") == size).unique(
+        ["host", "pid"], keep="first", maintain_order=True
+    )
     return {(h, int(p)): int(r) for h, p, r in rows.select("host", "pid", "rank").iter_rows()}
 
 
@@ -108,7 +110,7 @@ def _groups(
     )
     rows = comms.sort("line").join(table, on=["host", "pid"], how="left")
     members = (
-        rows.unique(["key", "rank"], keep="first")
+        rows.unique(["key", "rank"], keep="first", maintain_order=True)
         .sort("key", "rank")
         .group_by("key")
         .agg(pl.col("global"), pl.len().alias("seen"))
@@ -152,9 +154,13 @@ def _links(
     """Connections with global ranks and hosts where the membership tells them."""
     if links.is_empty():
         return pl.DataFrame()
-    member = comms.select("key", "host", "pid", "comm", "rank").unique(["key", "rank"])
+    member = comms.select("key", "host", "pid", "comm", "rank").unique(
+        ["key", "rank"], keep="first", maintain_order=True
+    )
     joined = links.join(
-        comms.select("host", "pid", "comm", "key").unique(["host", "pid", "comm"]),
+        comms.select("host", "pid", "comm", "key").unique(
+            ["host", "pid", "comm"], keep="first", maintain_order=True
+        ),
         on=["host", "pid", "comm"],
         how="left",
     )
@@ -181,5 +187,7 @@ def _links(
 def _collectives(colls: pl.DataFrame, comms: pl.DataFrame) -> pl.DataFrame:
     if colls.is_empty():
         return pl.DataFrame()
-    keys = comms.select("host", "pid", "comm", "key").unique(["host", "pid", "comm"])
+    keys = comms.select("host", "pid", "comm", "key").unique(
+        ["host", "pid", "comm"], keep="first", maintain_order=True
+    )
     return colls.join(keys, on=["host", "pid", "comm"], how="left")

@@ -104,7 +104,9 @@ def _links(analysis: Analysis) -> list[dict[str, Any]]:
         return []
     kinds = dict(zip(obs.nccl.keys, obs.kinds_of_nccl(), strict=True))
     rows = obs.nccl.links.drop_nulls(["key", "transport_class"]).unique(
-        ["key", "src_host", "dst_host", "transport_class"], keep="first", maintain_order=True
+        ["key", "src_host", "dst_host", "transport_class"],
+        keep="first",
+        maintain_order=True,
     )
     out = []
     for r in rows.iter_rows(named=True):

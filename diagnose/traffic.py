@@ -76,7 +76,7 @@ def _rows(traces: list[KinetoTrace]) -> pl.DataFrame:
         kernel_time = (
             kernels.filter(pl.col("ext_id").is_not_null())
             .select("ext_id", pl.col("dur_us").alias("kernel_us"))
-            .unique("ext_id", keep="first")
+            .unique("ext_id", keep="first", maintain_order=True)
         )
         cpu = cpu.join(kernel_time, on="ext_id", how="left")
         orphans = kernels.filter(

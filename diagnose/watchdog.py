@@ -53,7 +53,9 @@ def torch_hangs(
     works = works.drop_nulls(["global_rank", "seq"])
     # The bare "Watchdog caught …" line names no group; the same rank's "[PG ID … PG GUID
     # 2(TP) …] … terminated" line about the same sequence does.
-    named = works.drop_nulls("pg_name").unique(["global_rank", "seq"], keep="first")
+    named = works.drop_nulls("pg_name").unique(
+        ["global_rank", "seq"], keep="first", maintain_order=True
+    )
     works = works.join(
         named.select("global_rank", "seq", pl.col("pg_name").alias("named_pg"),
                      pl.col("pg_desc").alias("named_desc")),

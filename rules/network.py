@@ -181,7 +181,7 @@ def _env(ctx: Context) -> Iterable[Finding]:
     rows = env.filter(pl.col("var").is_in(list(differ)))
     yield ENV.finding(
         "NCCL settings differ between processes: " + "; ".join(parts[:5]) + ".",
-        _evidence(rows.unique(["var", "value"], keep="first"), 4),
+        _evidence(rows.unique(["var", "value"], keep="first", maintain_order=True), 4),
     )
 
 
@@ -213,7 +213,7 @@ def _net_config(ctx: Context) -> Iterable[Finding]:
         if per_host["v"].n_unique() > 1:
             parts.append((what, rows))
     for what, rows in parts:
-        hosts = rows.unique("host", keep="first")
+        hosts = rows.unique("host", keep="first", maintain_order=True)
         yield NET_CONFIG.finding(
             f"The hosts see a different {_WHAT[what]}: "
             + "; ".join(f"{r['host']}: {r['value']}" for r in hosts.iter_rows(named=True)),
