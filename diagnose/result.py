@@ -6,6 +6,7 @@ are null, never guessed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from diagnose import __version__, context_lines, timeline
@@ -133,19 +134,29 @@ def _traffic(analysis: Analysis) -> dict[str, Any]:
     return {"traffic": found["per_group"], "traffic_matrix": matrix}
 
 
-def _process_facts(analysis: Analysis) -> dict[int, dict[str, Any]]:
-    """Per global rank: the pid and NCCL version its NCCL lines show."""
+def _process_facts(analysis: Analysis) -> Callable[[int, str | None], dict[str, Any]]:
+    """The pid and NCCL version of the process of a rank placed on a host, as its NCCL lines
+    show them. A directory may hold the logs of several jobs, where one rank number has a
+    process on each job's hosts: a rank placed on a host the NCCL lines name shows its
+    process there or none; on any other host (a placeholder, or a name only the engine's
+    lines gave), the rank's first process."""
     obs = analysis.observation
-    if obs is None:
-        return {}
     versions = {}
-    for f in obs.nccl_facts:
+    for f in obs.nccl_facts if obs else []:
         for h, p, v in f.procs.select("host", "pid", "nccl_version").iter_rows():
             versions[(h, p)] = v
-    return {
-        rank: {"pid": pid, "nccl_version": versions.get((host, pid))}
-        for (host, pid), rank in obs.nccl.rank_of.items()
-    }
+    named = {host for host, _ in versions}
+    found: dict[tuple[int, str | None], dict[str, Any]] = {}
+    for (host, pid), rank in obs.nccl.rank_of.items() if obs else []:
+        facts = {"pid": pid, "nccl_version": versions.get((host, pid))}
+        found.setdefault((rank, host), facts)
+        found.setdefault((rank, None), facts)
+
+    def placed(rank: int, host: str | None) -> dict[str, Any]:
+        facts = found.get((rank, host if host in named else None))
+        return facts or {"pid": None, "nccl_version": None}
+
+    return placed
 
 
 def _coords(analysis: Analysis) -> dict[str, str]:
@@ -232,7 +243,7 @@ def document(analysis: Analysis) -> dict[str, Any]:
         "groups": _groups(analysis),
         "placement": [
             {"rank": p.rank, "host": p.host, "gpu": p.gpu, "node": p.node, "replica": p.replica}
-            | processes.get(p.rank, {"pid": None, "nccl_version": None})
+            | processes(p.rank, p.host)
             for p in (layout.placement if layout else [])
         ],
         "links": _links(analysis),

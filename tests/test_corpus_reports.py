@@ -72,3 +72,19 @@ def test_bundled_two_node_sample_matches_its_corpus_source():
     doc = document(analyse(found, Options(gpus_per_node=8), "report"))
     assert any(f["rule"] == "RM101" for f in doc["findings"])
     assert {i["status"] for i in doc["inputs"]} == {"parsed", "skipped"}
+
+
+@pytest.mark.parametrize("name", [".", "dsr1-decode-tp16-2node-hang-ib-completion-error.log"])
+def test_a_rank_shows_a_process_of_its_own_host(name: str) -> None:
+    """The whole corpus holds several jobs, so one rank number has a process on each job's
+    hosts: a rank shows the pid its NCCL lines show on the rank's own host, or none."""
+    found = read_inputs(CORPUS / name)
+    doc = document(analyse(found, Options(), "report"))
+    seen = {
+        (host, pid)
+        for facts in found.nccl
+        for host, pid in facts.procs.select("host", "pid").iter_rows()
+    }
+    placed = [(p["host"], p["pid"]) for p in doc["placement"] if p["pid"] is not None]
+    assert all(process in seen for process in placed)
+    assert bool(placed) == (name != ".")  # the jobs' world communicators are on other hosts
