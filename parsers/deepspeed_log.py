@@ -19,11 +19,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from diagnose.engines.base import EngineLog
 from diagnose.model import Evidence, Param, Source
 from parsers import sglang_log
 from parsers.deepspeed_cmd import (
@@ -76,21 +76,6 @@ _SNIFF = re.compile(
 )
 
 
-@dataclass
-class DeepSpeedLog:
-    """Everything one DeepSpeed input says about its layout, each fact with its line."""
-
-    path: str
-    version: str | None
-    config: dict[str, Param]
-    config_line: Evidence | None
-    commands: list[LaunchCommand]
-    prefixes: pl.DataFrame
-    events: list[Evidence]
-    hosts: pl.DataFrame
-    engine: str = "deepspeed"
-
-
 def sniff_deepspeed(head: str) -> bool:
     """DeepSpeed launcher/engine output, a DeepSpeed launch, or a ds_config JSON."""
     if head.lstrip().startswith("{"):
@@ -98,9 +83,7 @@ def sniff_deepspeed(head: str) -> bool:
     return _SNIFF.search(head) is not None
 
 
-def parse_deepspeed_log(
-    path: Path, display: str, frame: pl.DataFrame | None = None
-) -> DeepSpeedLog:
+def parse_deepspeed_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> EngineLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
 
     `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
@@ -111,7 +94,8 @@ def parse_deepspeed_log(
         return _json_file(path, display)
     config, config_line = _config(body, display)
     commands = _commands(body, display, path.parent)
-    return DeepSpeedLog(
+    return EngineLog(
+        engine="deepspeed",
         path=display,
         version=_last(body, _VERSION),
         config=config,
@@ -123,11 +107,12 @@ def parse_deepspeed_log(
     )
 
 
-def _json_file(path: Path, display: str) -> DeepSpeedLog:
+def _json_file(path: Path, display: str) -> EngineLog:
     config = read_ds_config(path, display)
     first = min((p.source.line or 1 for p in config.values()), default=1)
     summary = ", ".join(f"{k}={p.value}" for k, p in config.items())
-    return DeepSpeedLog(
+    return EngineLog(
+        engine="deepspeed",
         path=display,
         version=None,
         config=config,

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from diagnose.engines.base import EngineLog
 from diagnose.engines.megatron import DEFAULTS
 from diagnose.model import Evidence, Param, Source
 from parsers.hosts import host_sightings
@@ -79,21 +79,6 @@ _SNIFF = re.compile(
 )
 
 
-@dataclass
-class MegatronLog:
-    """Everything one Megatron log says about its layout, each fact with its line."""
-
-    path: str
-    version: str | None
-    config: dict[str, Param]
-    config_line: Evidence | None
-    commands: list[LaunchCommand]
-    prefixes: pl.DataFrame
-    events: list[Evidence]
-    hosts: pl.DataFrame
-    engine: str = "megatron"
-
-
 def sniff_megatron(head: str) -> bool:
     """True when the start of a file looks like Megatron output or a Megatron launch.
 
@@ -104,7 +89,7 @@ def sniff_megatron(head: str) -> bool:
     return _SNIFF.search(head) is not None and _DEEPSPEED.search(head) is None
 
 
-def parse_megatron_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> MegatronLog:
+def parse_megatron_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> EngineLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
 
     `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
@@ -116,7 +101,8 @@ def parse_megatron_log(path: Path, display: str, frame: pl.DataFrame | None = No
     body = frame.with_columns(pl.col("text").str.replace(r"^\[rank\d+\]:\s?", "").alias("text"))
     commands = _commands(body, display)
     config, config_line = _config(body, display)
-    return MegatronLog(
+    return EngineLog(
+        engine="megatron",
         path=display,
         version=_version(body),
         config=config,

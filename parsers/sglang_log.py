@@ -27,6 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
+from diagnose.engines.base import EngineLog
 from diagnose.model import Evidence, Param, Source
 from parsers.hosts import host_rows, strip_port
 from parsers.launch_cmd import TRIGGER, LaunchCommand, find_commands
@@ -99,21 +100,6 @@ _SNIFF = re.compile(
 
 
 @dataclass
-class SGLangLog:
-    """Everything one SGLang log says about its layout, each fact with its line."""
-
-    path: str
-    version: str | None
-    config: dict[str, Param]
-    config_line: Evidence | None
-    commands: list[LaunchCommand]
-    prefixes: pl.DataFrame
-    events: list[Evidence]
-    hosts: pl.DataFrame
-    engine: str = "sglang"
-
-
-@dataclass
 class SGLangScan:
     """What one pass over a file's lines keeps for sglang_logs: its launch commands (read),
     the lines a scheduler prefix may be first seen on (`lines`, all of them unless only
@@ -141,7 +127,7 @@ def parse_sglang_log(
     frame: pl.DataFrame | None = None,
     *,
     distinct_prefixes: bool = False,
-) -> SGLangLog:
+) -> EngineLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
 
     `frame` is the file as parsers.lines.read_lines gives it, for callers that read each
@@ -176,7 +162,7 @@ def scan_sglang_log(
     return SGLangScan(display, lines, distinct_prefixes, commands, rare)
 
 
-def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
+def sglang_logs(scans: Sequence[SGLangScan]) -> list[EngineLog]:
     """The second step: the facts of the scanned files, in one polars run for all of them.
 
     A polars call costs about as much on a few hundred lines as on ten thousand, so a
@@ -213,7 +199,8 @@ def sglang_logs(scans: Sequence[SGLangScan]) -> list[SGLangLog]:
     )
     hosts = split(collect_all(host_rows(rare, configured))[0], len(scans))
     return [
-        SGLangLog(
+        EngineLog(
+            engine="sglang",
             path=scan.path,
             version=versions[i]["version"][-1] if versions[i].height else None,
             config=configs[i][0],

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from diagnose.engines.base import EngineLog
 from diagnose.model import Evidence, Param, Source
 from parsers import sglang_log
 from parsers.hosts import host_sightings
@@ -60,27 +60,12 @@ _SNIFF = re.compile(
 _ENGINE_JSON = re.compile(r'"mapping"\s*:\s*\{[^{}]*"tp_size"')
 
 
-@dataclass
-class TrtllmLog:
-    """Everything one TensorRT-LLM input says about its layout, each fact with its line."""
-
-    path: str
-    version: str | None
-    config: dict[str, Param]
-    config_line: Evidence | None
-    commands: list[LaunchCommand]
-    prefixes: pl.DataFrame
-    events: list[Evidence]
-    hosts: pl.DataFrame
-    engine: str = "trtllm"
-
-
 def sniff_trtllm(head: str) -> bool:
     """True for TensorRT-LLM output, a TensorRT-LLM launch, or an engine config.json."""
     return _SNIFF.search(head) is not None or _ENGINE_JSON.search(head) is not None
 
 
-def parse_trtllm_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> TrtllmLog:
+def parse_trtllm_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> EngineLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
 
     `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
@@ -94,7 +79,8 @@ def parse_trtllm_log(path: Path, display: str, frame: pl.DataFrame | None = None
     config, config_line = _config(body, display)
     commands = _commands(body, display, path.parent)
     empty = pl.DataFrame(schema={"line": pl.Int64, "address": pl.Utf8, "kind": pl.Utf8})
-    return TrtllmLog(
+    return EngineLog(
+        engine="trtllm",
         path=display,
         version=_version(body),
         config=config,
@@ -149,7 +135,7 @@ def _text_at(body: pl.DataFrame, line: int) -> str:
     return found[0].strip() if len(found) else ""
 
 
-def _engine_json(text: str, display: str) -> TrtllmLog:
+def _engine_json(text: str, display: str) -> EngineLog:
     """An engine/checkpoint config.json: its "mapping" object is the configuration."""
     try:
         doc = json.loads(text)
@@ -169,7 +155,8 @@ def _engine_json(text: str, display: str) -> TrtllmLog:
     empty_hosts = pl.DataFrame(
         schema={"line": pl.Int64, "host": pl.Utf8, "ip": pl.Utf8, "kind": pl.Utf8}
     )
-    return TrtllmLog(
+    return EngineLog(
+        engine="trtllm",
         path=display,
         version=doc.get("version"),
         config=out,

@@ -19,11 +19,12 @@ over the few rows that matched (config dumps, launch commands).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 
+from diagnose.engines.base import EngineLog
 from diagnose.model import Evidence, Param, Source
 from parsers.hosts import HOSTS_SCHEMA
 from parsers.launch_cmd import LaunchCommand
@@ -134,27 +135,12 @@ _SNIFF = re.compile(
 )
 
 
-@dataclass
-class VLLMLog:
-    """Everything one vLLM log says about its layout, each fact with its line."""
-
-    path: str
-    version: str | None
-    config: dict[str, Param]
-    config_line: Evidence | None
-    commands: list[LaunchCommand]
-    prefixes: pl.DataFrame
-    events: list[Evidence]
-    hosts: pl.DataFrame
-    engine: str = "vllm"
-
-
 def sniff_vllm(head: str) -> bool:
     """True when the start of a file looks like vLLM output or a vLLM launch."""
     return _SNIFF.search(head[:SNIFF_BYTES]) is not None
 
 
-def parse_vllm_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> VLLMLog:
+def parse_vllm_log(path: Path, display: str, frame: pl.DataFrame | None = None) -> EngineLog:
     """Parse `path`; `display` is the name every Source and Evidence will carry.
 
     `frame` is the file as parsers.lines.read_lines gives it, when the caller read it
@@ -167,7 +153,8 @@ def parse_vllm_log(path: Path, display: str, frame: pl.DataFrame | None = None) 
     split = _split_prefix(frame)
     config, config_line = _engine_config(split, display)
     commands = _commands(frame, display) + _args_dumps(split, display)
-    return VLLMLog(
+    return EngineLog(
+        engine="vllm",
         path=display,
         version=_version(split),
         config=config,

@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from diagnose.engines.base import EngineLog
 from diagnose.model import Source
-from parsers.sglang_log import SGLangLog, parse_sglang_log, sniff_sglang
+from parsers.sglang_log import parse_sglang_log, sniff_sglang
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 HANG = "dsr1-decode-tp16-2node-hang-ib-completion-error.log"
@@ -18,11 +19,11 @@ REFUSED = "dsr1-tp16-2node-nccl-connect-refused.log"
 NCCL_INIT = "sglang-dsr1-decode-tp16-node1-nccl-init.log"
 
 
-def _corpus(name: str) -> SGLangLog:
+def _corpus(name: str) -> EngineLog:
     return parse_sglang_log(CORPUS / name, name)
 
 
-def _write(tmp_path: Path, text: str | bytes) -> SGLangLog:
+def _write(tmp_path: Path, text: str | bytes) -> EngineLog:
     path = tmp_path / "run.log"
     if isinstance(text, str):
         path.write_text(text, encoding="utf-8")
@@ -31,11 +32,11 @@ def _write(tmp_path: Path, text: str | bytes) -> SGLangLog:
     return parse_sglang_log(path, "run.log")
 
 
-def _kinds(log: SGLangLog, kind: str) -> list[int | None]:
+def _kinds(log: EngineLog, kind: str) -> list[int | None]:
     return [event.line for event in log.events if event.kind == kind]
 
 
-def _host_rows(log: SGLangLog, kind: str) -> set[tuple[str | None, str | None]]:
+def _host_rows(log: EngineLog, kind: str) -> set[tuple[str | None, str | None]]:
     rows = log.hosts.filter(pl.col("kind") == kind).select("host", "ip").rows()
     return set(rows)
 

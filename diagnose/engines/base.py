@@ -118,8 +118,9 @@ class EngineConfig(Protocol):
     def replicas(self) -> int: ...
 
 
-class EngineLog(Protocol):
-    """What an engine's log parser returns; the assembly step reads only these fields.
+@dataclass
+class EngineLog:
+    """What every engine's log parser returns; the assembly step reads only these fields.
 
     `config` is the engine's own dump of its configuration (SGLang's `server_args=`, vLLM's
     engine config line, Megatron's argument dump) as Params with file:line sources.
@@ -129,12 +130,12 @@ class EngineLog(Protocol):
     NCCL's own lines are not an engine's to read: parsers.nccl_log reads them in every file.
     """
 
-    path: str
     engine: str
+    path: str
     version: str | None
     config: dict[str, Param]
     config_line: Evidence | None
-    commands: list[Any]
+    commands: list[Any]  # LaunchCommand
     prefixes: pl.DataFrame
     events: list[Evidence]
     hosts: pl.DataFrame
