@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,8 @@ def read_inputs(path: Path, idle: Callable[[], object] | None = None) -> Inputs:
 def _read_all(
     candidates: list[Candidate], idle: Callable[[], object] | None
 ) -> list[tuple[InputFile, Inputs]]:
-    """Each file's record and facts, in order: read here a batch at a time when there is
-    little to read, else by a pool of worker processes and this process together."""
+    """Each file's record and facts, in order: read by this process alone when there is
+    little to read, else by worker processes and this process together."""
     size = _size(candidates)
     cores = os.cpu_count() or 1
     if cores < 2 or size + len(candidates) * FILE_COST_BYTES < PARALLEL_BYTES:
@@ -134,7 +135,7 @@ def _read_parallel(
     one worker fewer than there are cores.
     """
     groups = list(_batches(candidates, size // (SCAN_GROUPS * cores) + 1))
-    starts = [sum(len(group) for group in groups[:i]) for i in range(len(groups))]
+    starts = list(accumulate((len(group) for group in groups[:-1]), initial=0))
     order = sorted(range(len(groups)), key=lambda i: -_size(groups[i]))
     plan = _Plan(groups, starts, order)
     spawn = multiprocessing.get_context("spawn")
