@@ -115,7 +115,9 @@ def _read_all(
     little to read, else by worker processes and this process together."""
     size = _size(candidates)
     cores = os.cpu_count() or 1
-    if cores < 2 or size + len(candidates) * FILE_COST_BYTES < PARALLEL_BYTES:
+    readable = sum(1 for cand in candidates if cand.skip_reason is None)
+    # One big file is read here too: polars' own threads are all there is to share it.
+    if cores < 2 or readable < 2 or size + len(candidates) * FILE_COST_BYTES < PARALLEL_BYTES:
         done: list[Scanned] = []
         singles = (([cand], i) for i, cand in enumerate(candidates))
         _read_groups(singles, lambda _, settled: done.extend(settled))
