@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diagnose import graph as rank_graph
+from diagnose import watchdog
 from diagnose.assemble import Assembled, assemble, world_rank_hosts
 from diagnose.engines import registry
 from diagnose.engines.base import Engine, EngineConfig, EngineLog
@@ -130,8 +131,13 @@ def analyse(
 
 def _infer(found: Inputs, options: Options) -> InferredConfig:
     """With no configuration in the inputs, the engine and sizes whose layout reproduces
-    the groups that traces and Flight Recorder dumps show."""
+    the groups that traces and Flight Recorder dumps show, or else those that PyTorch's
+    ProcessGroupNCCL lines name (with their descriptions and global ranks). NCCL's own
+    communicators are left out: they name no kind, and sizes alone fit layouts that would
+    only raise false alarms."""
     observed = recorded_groups(found.traces, found.dumps, options.engine)
+    if not observed:
+        observed = [g for g in watchdog.torch_groups(found.torch) if g.ranks]
     worlds = [t.world_size for t in found.traces if t.world_size]
     worlds += [max(g.ranks) + 1 for g in observed if g.ranks]
     if not observed or not worlds:
@@ -143,8 +149,8 @@ def _infer(found: Inputs, options: Options) -> InferredConfig:
         candidates = [c for c in candidates if c.engine == options.engine]
     if not candidates:
         raise BadInput(
-            f"the {len(observed)} process groups in the traces and dumps fit no engine's "
-            "layout, and no configuration was found in the inputs"
+            f"the {len(observed)} process groups the inputs show fit no engine's layout, "
+            "and no configuration was found in the inputs"
         )
     return candidates[0]
 

@@ -1,10 +1,12 @@
-"""`rankmap report` on directories of profiler traces and Flight Recorder dumps only."""
+"""`rankmap report` on directories of traces, Flight Recorder dumps or PyTorch logs only."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from diagnose.analyze import Options, analyse
+import pytest
+
+from diagnose.analyze import BadInput, Options, analyse
 from diagnose.observation import recorded_groups
 from diagnose.reading import read_inputs
 from diagnose.report_html import render_html
@@ -48,3 +50,27 @@ def test_trace_without_groups_invents_none():
     found = read_inputs(CORPUS / "deepseek-v3-train-ep64-rank0-trace-trimmed.log")
     assert [t.world_size for t in found.traces] == [64]
     assert recorded_groups(found.traces, found.dumps, None) == []
+
+
+def _sizes(doc: dict, names: tuple[str, ...]) -> tuple[object, ...]:
+    return tuple(doc["params"][name]["value"] for name in names)
+
+
+def test_pytorch_distributed_logs_alone_name_the_layout() -> None:
+    """ProcessGroupNCCL lines (TORCH_CPP_LOG_LEVEL=INFO) carry each group's description and
+    global ranks: enough to infer the engine and sizes when no configuration is there."""
+    sglang = report(GENERATED / "sglang_tp8_attncp2_moeep4" / "torch_log")
+    assert sglang["engine"] == "sglang"
+    assert _sizes(sglang, ("tp_size", "attn_cp_size", "ep_size")) == (8, 2, 4)
+    assert "inferred from the observed groups" in sglang["unknowns"][0]["what"]
+    megatron = report(GENERATED / "megatron_tp2_pp2_dp2" / "torch_log")
+    names = ("tensor_model_parallel_size", "pipeline_model_parallel_size")
+    assert megatron["engine"] == "megatron" and _sizes(megatron, names) == (2, 2)
+    assert {g["status"] for g in megatron["groups"]} == {"matched"}
+
+
+def test_nccl_communicators_alone_infer_nothing() -> None:
+    """NCCL's communicators name no kind: sizes alone would fit layouts that only raise
+    false alarms, so the analysis asks for a configuration instead."""
+    with pytest.raises(BadInput, match="no engine configuration found"):
+        report(GENERATED / "sglang_tp8_attncp2_moeep4" / "nccl_log")
