@@ -35,6 +35,7 @@ from parsers.launch_cmd import (
     clip,
     cut_at_shell_operator,
     split_shell,
+    typed_value,
 )
 
 # deepspeed runner options -> (param, type); `bool` options take no value.
@@ -188,15 +189,6 @@ def _entry_point(argv: list[str], text: str) -> tuple[dict[str, str], str, int]:
     raise LaunchError(f"not a DeepSpeed launch command: {clip(text)}")
 
 
-def _typed(flag: str, raw: str, kind: type) -> Any:
-    if kind is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise LaunchError(f"{flag} expects an integer, got {raw!r}") from None
-    return raw
-
-
 def _launcher_flags(
     args: list[str], table: dict[str, tuple[str, type]], source: Source
 ) -> tuple[dict[str, Param], list[str], int]:
@@ -218,7 +210,7 @@ def _launcher_flags(
         else:
             raise LaunchError(f"{flag} expects a value")
         if name:
-            params[name] = Param(name, _typed(flag, raw, kind), source)
+            params[name] = Param(name, typed_value(flag, raw, kind), source)
         else:
             unknown.append(flag)
     if i >= len(args):

@@ -21,6 +21,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from diagnose.model import Param, Source
 
@@ -295,38 +296,61 @@ def _parse_flags(
         params["model_path"] = Param("model_path", args[0], source)
         i = 1
     while i < len(args):
-        token = args[i]
-        flag, equals, inline = token.partition("=")
+        flag = args[i].partition("=")[0]
         if flag in AMBIGUOUS:
             raise LaunchError(f"ambiguous option: {flag} could match {AMBIGUOUS[flag]}")
-        if flag not in FLAGS:
-            if not token.startswith("-"):
-                raise LaunchError(f"unrecognized argument {token!r}")
-            unknown.append(flag)
-            i += 1
-            while i < len(args) and not args[i].startswith("-") and not equals:
-                i += 1
-            continue
-        field, kind = FLAGS[flag]
-        if kind is bool:
-            if equals:
-                raise LaunchError(f"{flag} takes no value (got {inline!r})")
-            params[field] = Param(field, True, source)
-            i += 1
-            continue
-        if equals:
-            raw, i = inline, i + 1
-        elif i + 1 < len(args) and (
-            not args[i + 1].startswith("-") or NEGATIVE_NUMBER.match(args[i + 1])
-        ):
-            raw, i = args[i + 1], i + 2
-        else:
-            raise LaunchError(f"{flag} expects a value")
-        params[field] = Param(field, _typed(flag, raw, kind), source)
+        i = table_flag(args, i, flag, FLAGS, params, unknown, source)
     return params, unknown
 
 
-def _typed(flag: str, raw: str, kind: type) -> object:
+def table_flag(
+    args: list[str],
+    i: int,
+    flag: str,
+    table: dict[str, tuple[str, type]],
+    params: dict[str, Param],
+    unknown: list[str],
+    source: Source,
+) -> int:
+    """Take the option at `args[i]` (named `flag` in `table`'s spelling) as argparse would,
+    into `params` (a table flag, typed) or `unknown` (any other, with the words up to the
+    next option); the index after it."""
+    token = args[i]
+    shown, equals, inline = token.partition("=")
+    if flag not in table:
+        if not token.startswith("-"):
+            raise LaunchError(f"unrecognized argument {token!r}")
+        unknown.append(flag)
+        i += 1
+        while i < len(args) and not args[i].startswith("-") and not equals:
+            i += 1
+        return i
+    field, kind = table[flag]
+    if kind is bool:
+        if equals:
+            raise LaunchError(f"{shown} takes no value (got {inline!r})")
+        params[field] = Param(field, True, source)
+        return i + 1
+    raw, i = flag_value(args, i)
+    params[field] = Param(field, typed_value(shown, raw, kind), source)
+    return i
+
+
+def flag_value(args: list[str], i: int) -> tuple[str, int]:
+    """The value of the option at `args[i]` (after its `=`, else the next word unless that
+    is another option; a negative number is a value) and the index after it."""
+    flag, equals, inline = args[i].partition("=")
+    if equals:
+        return inline, i + 1
+    if i + 1 < len(args) and (
+        not args[i + 1].startswith("-") or NEGATIVE_NUMBER.match(args[i + 1])
+    ):
+        return args[i + 1], i + 2
+    raise LaunchError(f"{flag} expects a value")
+
+
+def typed_value(flag: str, raw: str, kind: type) -> Any:
+    """`raw` as the option's type: an int, or the text itself."""
     if kind is int:
         try:
             return int(raw)

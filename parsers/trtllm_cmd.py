@@ -31,6 +31,7 @@ from parsers.launch_cmd import (
     clip,
     cut_at_shell_operator,
     split_shell,
+    typed_value,
 )
 
 # trtllm-serve options that shape the layout: option -> (Mapping field, type).
@@ -215,15 +216,6 @@ def _mpirun_options(argv: list[str], i: int, mpi: dict[str, int]) -> int:
     return i
 
 
-def _typed(flag: str, raw: str, kind: type) -> Any:
-    if kind is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise LaunchError(f"{flag} expects an integer, got {raw!r}") from None
-    return raw
-
-
 def _serve_flags(args: list[str], source: Source) -> tuple[dict[str, Param], list[str]]:
     """Typed layout options and MODEL; other options are kept by name (click semantics)."""
     params: dict[str, Param] = {}
@@ -250,7 +242,7 @@ def _serve_flags(args: list[str], source: Source) -> tuple[dict[str, Param], lis
             raise LaunchError(f"option {flag} requires an argument")
         if flag in SERVE_FLAGS:
             name, kind = SERVE_FLAGS[flag]
-            params[name] = Param(name, _typed(flag, raw, kind), source)
+            params[name] = Param(name, typed_value(flag, raw, kind), source)
         else:
             unknown.append(flag)
     return params, unknown
@@ -275,7 +267,7 @@ def _build_flags(args: list[str], source: Source) -> tuple[dict[str, Param], lis
         else:
             raise LaunchError(f"{flag} expects a value")
         name, kind = BUILD_FLAGS[flag]
-        params[name] = Param(name, _typed(flag, raw, kind), source)
+        params[name] = Param(name, typed_value(flag, raw, kind), source)
     return params, unknown
 
 

@@ -21,7 +21,6 @@ from parsers import launch_cmd
 from parsers.launch_cmd import (
     ASSIGNMENT,
     LINE_BREAK,
-    NEGATIVE_NUMBER,
     PYTHON,
     PYTHON_OPTS_WITH_VALUE,
     WRAPPERS,
@@ -29,7 +28,10 @@ from parsers.launch_cmd import (
     LaunchError,
     clip,
     cut_at_shell_operator,
+    flag_value,
     split_shell,
+    table_flag,
+    typed_value,
 )
 
 # flag -> (field, type); `bool` flags take no value.
@@ -194,37 +196,11 @@ def _parse_flags(
             i += 1
             continue
         if flag.startswith("--eplb-config"):
-            value, i = _value(args, i, raw_flag, equals, inline)
+            value, i = flag_value(args, i)
             _eplb_config(params, flag, value, source)
             continue
-        if flag not in FLAGS:
-            if not token.startswith("-"):
-                raise LaunchError(f"unrecognized argument {token!r}")
-            unknown.append(flag)
-            i += 1
-            while i < len(args) and not args[i].startswith("-") and not equals:
-                i += 1
-            continue
-        field, kind = FLAGS[flag]
-        if kind is bool:
-            if equals:
-                raise LaunchError(f"{raw_flag} takes no value (got {inline!r})")
-            params[field] = Param(field, True, source)
-            i += 1
-            continue
-        raw, i = _value(args, i, raw_flag, equals, inline)
-        params[field] = Param(field, _typed(raw_flag, raw, kind), source)
+        i = table_flag(args, i, flag, FLAGS, params, unknown, source)
     return params, unknown
-
-
-def _value(args: list[str], i: int, flag: str, equals: str, inline: str) -> tuple[str, int]:
-    if equals:
-        return inline, i + 1
-    if i + 1 < len(args) and (
-        not args[i + 1].startswith("-") or NEGATIVE_NUMBER.match(args[i + 1])
-    ):
-        return args[i + 1], i + 2
-    raise LaunchError(f"{flag} expects a value")
 
 
 def _eplb_config(params: dict[str, Param], flag: str, raw: str, source: Source) -> None:
@@ -242,14 +218,5 @@ def _eplb_config(params: dict[str, Param], flag: str, raw: str, source: Source) 
     else:
         return
     params["num_redundant_experts"] = Param(
-        "num_redundant_experts", _typed(flag, str(value), int), source
+        "num_redundant_experts", typed_value(flag, str(value), int), source
     )
-
-
-def _typed(flag: str, raw: str, kind: type) -> object:
-    if kind is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise LaunchError(f"{flag} expects an integer, got {raw!r}") from None
-    return raw
