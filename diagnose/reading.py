@@ -384,7 +384,7 @@ def _scan(cand: Candidate, index: int) -> Scanned:
             scan, _ = BATCH_PARSERS[parse]
             item.scan = scan(frame, cand.display, distinct_prefixes=True, candidates=item.picked)
         else:
-            item.log = _engine_log(parse, cand, frame)
+            item.log = parse(cand.path, cand.display, frame)
     return item
 
 
@@ -477,7 +477,7 @@ def _read_one(cand: Candidate, found: Inputs) -> InputFile:
     try:
         if cand.engine is not None:
             parse = registry.engine(cand.engine).parse_log
-            log = _engine_log(parse, cand, frame)
+            log = parse(cand.path, cand.display, frame)
             if _says_anything(log):
                 found.logs.append(_first_prefixes(log))
                 said = True
@@ -485,11 +485,6 @@ def _read_one(cand: Candidate, found: Inputs) -> InputFile:
     except (OSError, ValueError, ModelConfigError) as exc:
         return _record(cand, "failed", str(exc))
     return _said(cand, said)
-
-
-def _engine_log(parse: Callable[..., Any], cand: Candidate, frame: pl.DataFrame) -> EngineLog:
-    """The engine's facts of one file, from the frame already read."""
-    return parse(cand.path, cand.display, frame)
 
 
 def _first_prefixes(log: EngineLog) -> EngineLog:
